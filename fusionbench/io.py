@@ -1,0 +1,152 @@
+"""Image reading and writing, pairing of folders, atomic file writes.
+
+``read_image`` returns the pixels exactly as stored (H, W, C) uint8 with C in {1, 3}: grey files
+give one channel, colour files three (RGB order), whether or not their channels are equal. Colour
+handling is decided later, by the metric preset or the fusion method's protocol.
+
+16-bit images are scaled to 8 bit with ``round(v / 257)``, which maps 0..65535 onto 0..255
+exactly (65535 -> 255, 32896 -> 128). Alpha channels are dropped; palette images are expanded.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError, ImageReadError, UsageError
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode an image file to an (H, W, C) uint8 array, C = 1 or 3.
+
+    Raises :class:`ImageReadError` naming the file for anything that cannot be decoded.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                if mode == "I" and arr.max(initial=0) > 65535:
+                    raise ImageReadError(f"{path}: 32-bit integer image with values above 65535 is not supported")
+                arr = np.clip(np.floor(arr / 257.0 + 0.5), 0, 255).astype(np.uint8)[..., None]
+            elif mode == "F":
+                raise ImageReadError(f"{path}: floating-point images are not supported; save as 8- or 16-bit")
+            elif mode in ("L", "1"):
+                arr = np.asarray(im.convert("L"), dtype=np.uint8)[..., None]
+            elif mode == "LA":
+                arr = np.asarray(im.convert("L"), dtype=np.uint8)[..., None]
+            elif mode == "RGB":
+                arr = np.asarray(im, dtype=np.uint8)
+            else:  # P, RGBA, CMYK, YCbCr, RGB;16 ...
+                arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except ImageReadError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(f"{path}: cannot decode image ({e.__class__.__name__}: {e})") from None
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageReadError(f"{path}: image is empty")
+    return np.ascontiguousarray(arr)
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike, suffix: str | None = None):
+    """Yield a temporary path next to ``dest``; on success it is renamed over ``dest``.
+
+    A crash or Ctrl-C leaves ``dest`` untouched (either the old file or nothing).
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or dest.suffix or ".tmp", dir=dest.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text_atomic(dest: str | os.PathLike, text: str) -> None:
+    with atomic_path(dest) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray) -> None:
+    """Write (H, W), (H, W, 1) or (H, W, 3) uint8 atomically. The format follows the suffix."""
+    from PIL import Image
+
+    img = np.asarray(img)
+    if img.dtype != np.uint8:
+        raise ValueError(f"write_image expects uint8, got {img.dtype}")
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[..., 0]
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".tif": "TIFF", ".tiff": "TIFF"}.get(path.suffix.lower(), "PNG")
+        Image.fromarray(img).save(tmp, format=fmt)
+
+
+def list_images(folder: str | os.PathLike) -> dict[str, Path]:
+    """Map stem -> file for every image in ``folder`` (not recursive).
+
+    Raises :class:`UsageError` for a missing folder, :class:`DataError` for an empty one or for two
+    files with the same stem.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        raise UsageError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: not a folder")
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith("."):
+            if p.stem in out:
+                raise DataError(f"{folder}: two images share the stem {p.stem!r} ({out[p.stem].name}, {p.name})")
+            out[p.stem] = p
+    if not out:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_EXTS)})")
+    return out
+
+
+@dataclass(frozen=True)
+class Pairing:
+    """Result of matching folders by stem."""
+
+    stems: list[str]
+    files: dict[str, tuple[Path, ...]]  # stem -> one path per folder
+    missing: dict[str, list[str]]  # folder label -> stems present elsewhere but missing here
+
+
+def pair_folders(folders: dict[str, str | os.PathLike], skip_missing: bool = False) -> Pairing:
+    """Match files across labelled folders by stem (png, jpg, bmp, tif).
+
+    Without ``skip_missing`` a stem missing from any folder raises :class:`DataError` listing them.
+    """
+    listed = {label: list_images(f) for label, f in folders.items()}
+    all_stems = set().union(*[set(v) for v in listed.values()])
+    common = sorted(set.intersection(*[set(v) for v in listed.values()]))
+    missing = {label: sorted(all_stems - set(v)) for label, v in listed.items() if all_stems - set(v)}
+    if missing and not skip_missing:
+        parts = []
+        for label, stems in missing.items():
+            shown = ", ".join(stems[:8]) + (f" (+{len(stems) - 8} more)" if len(stems) > 8 else "")
+            parts.append(f"{len(stems)} file(s) have no counterpart in {label} ({folders[label]}): {shown}")
+        raise DataError("; ".join(parts) + ". Use --skip-missing to score the rest.")
+    if not common:
+        raise DataError("no file stem is present in every folder: " + ", ".join(f"{k}={v}" for k, v in folders.items()))
+    return Pairing(common, {s: tuple(listed[label][s] for label in folders) for s in common}, missing)
