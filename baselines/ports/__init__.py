@@ -1,0 +1,27 @@
+"""Native PyTorch ports of published fusion networks (one module per method).
+
+Each module defines ``ENTRIES`` (list of MethodInfo) and a ``build`` factory; the network definitions are
+written from the papers and the checkpoints' shapes, and each reproduces the method's official inference
+protocol (see ``shared/reference/outputs/README.md``).
+"""
+from __future__ import annotations
+
+import importlib
+
+PORT_MODULES = ("ifcnn", "densefuse", "didfuse", "seafusion", "tardal", "lrrnet", "datfuse")
+
+
+def _collect():
+    out = []
+    for name in PORT_MODULES:
+        try:
+            mod = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"{__name__}.{name}":  # port not written (yet): nothing to register
+                continue
+            raise
+        out.extend(mod.ENTRIES)
+    return out
+
+
+ENTRIES = _collect()
