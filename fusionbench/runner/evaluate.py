@@ -1,0 +1,308 @@
+"""``fusionbench eval``: fuse every method on every dataset, score, tabulate, plot.
+
+Layout of a run directory::
+
+    RUN_DIR/
+      fused/<dataset>/<method>/<stem>.png   fused outputs (cache; results-folder methods are copied in)
+      fused/<dataset>/<method>/cache.json   per stem: cache key (method, weights sha256, options, inputs)
+                                            and the output's sha256 (a damaged file is detected and redone)
+      scores/<dataset>/<method>.csv         per-image scores with the key they were computed from
+      scores.csv                            long format: dataset,method,image,metric,value
+      summary.csv                           dataset,method,metric,mean,std,n
+      provenance.json                       versions, git commit, device, preset, weight hashes, times, skips
+      table_*.{csv,tex,md}, figures/        written by fusionbench.runner.report / figures
+
+Everything is written atomically and as soon as it is computed, so killing eval loses nothing and
+a rerun does only what changed. Two runs with different RUN_DIRs share nothing.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import __version__
+from ..errors import DataError, FusionBenchError, UsageError
+from ..fusing import FuseReport, PairJob, fuse_pairs
+from ..io import atomic_path, write_text_atomic
+from ..weights import sha256sum
+
+CACHE_VERSION = 1
+
+
+@dataclass
+class MethodRun:
+    """A method as it takes part in a run: runnable (fuser) or a folder of given outputs."""
+
+    name: str  # display name used in tables
+    key: str  # registry name or results folder label
+    fuser_factory: object = None  # callable(task) -> Fuser, or None
+    results_dir: Path | None = None
+    weights: dict = field(default_factory=dict)  # file name -> sha256
+    options: dict = field(default_factory=dict)
+
+
+@dataclass
+class EvalResult:
+    run_dir: Path
+    skipped: dict = field(default_factory=dict)  # method -> reason
+    failed: dict = field(default_factory=dict)  # (dataset, method) -> {stem: message}
+    n_scores: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _hash_files(paths) -> str:
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(sha256sum(p).encode())
+    return h.hexdigest()
+
+
+class _FileHashes:
+    """sha256 of input files, computed once per run."""
+
+    def __init__(self):
+        self._memo: dict[Path, str] = {}
+
+    def __call__(self, p: Path) -> str:
+        p = Path(p)
+        if p not in self._memo:
+            self._memo[p] = sha256sum(p)
+        return self._memo[p]
+
+
+def _read_json(path: Path, default):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return default
+
+
+def _git_commit() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def fuse_method(run: MethodRun, dataset, out_dir: Path, hashes: _FileHashes, task: str, batch_size: int, progress: bool) -> FuseReport:
+    """Fuse (or collect) ``run``'s outputs for ``dataset`` into ``out_dir`` with a hash-keyed cache."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cache_file = out_dir / "cache.json"
+    cache = _read_json(cache_file, {})
+    base = json.dumps({"v": CACHE_VERSION, "method": run.key, "weights": run.weights, "options": run.options, "task": task}, sort_keys=True)
+
+    def key_for(pair) -> str:
+        src = run.results_dir and _results_file(run.results_dir, pair.stem)
+        extra = hashes(src) if src else ""
+        return hashlib.sha256(f"{base}|{hashes(pair.a)}|{hashes(pair.b)}|{extra}".encode()).hexdigest()
+
+    jobs, keys = [], {}
+    for pair in dataset.pairs:
+        keys[pair.stem] = key_for(pair)
+        jobs.append(PairJob(pair.stem, Path(pair.a), Path(pair.b), out_dir / f"{pair.stem}.png"))
+
+    def is_done(job: PairJob) -> bool:
+        ent = cache.get(job.stem)
+        return bool(ent and ent.get("key") == keys[job.stem] and job.out.is_file() and hashes(job.out) == ent.get("out"))
+
+    def remember(job: PairJob) -> None:
+        hashes._memo.pop(job.out, None)
+        cache[job.stem] = {"key": keys[job.stem], "out": hashes(job.out)}
+
+    report = FuseReport()
+    try:
+        if run.results_dir is not None:
+            for job in jobs:
+                if is_done(job):
+                    report.skipped.append(job.stem)
+                    continue
+                src = _results_file(run.results_dir, job.stem)
+                if src is None:
+                    report.failed[job.stem] = f"no output for {job.stem} in {run.results_dir}"
+                    continue
+                _copy_as_png(src, job.out)
+                remember(job)
+                report.done.append(job.stem)
+        else:
+            fuser = run.fuser_factory(task)
+            report = fuse_pairs(fuser, jobs, batch_size=batch_size, is_done=is_done, on_written=remember,
+                                progress=progress, label=f"{dataset.name}/{run.name}")
+    finally:
+        with atomic_path(cache_file) as tmp:
+            tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+    return report
+
+
+def _results_file(folder: Path, stem: str) -> Path | None:
+    from ..io import IMAGE_EXTS
+
+    for ext in IMAGE_EXTS + tuple(e.upper() for e in IMAGE_EXTS):
+        p = Path(folder) / f"{stem}{ext}"
+        if p.is_file():
+            return p
+    return None
+
+
+def _copy_as_png(src: Path, dest: Path) -> None:
+    if src.suffix.lower() == ".png":
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(src, tmp)
+    else:  # decode once and store losslessly, so every method's outputs are read the same way
+        from ..io import read_image, write_image
+
+        write_image(dest, read_image(src))
+
+
+def score_method(dataset, method_name: str, fused_dir: Path, stems, requests, score_dir: Path, hashes: _FileHashes,
+                 device, dtype, batch_size: int, progress: bool, preset: str):
+    """Score the fused outputs of one method on one dataset, reusing cached per-image scores."""
+    import pandas as pd
+
+    from ..metrics.scoring import score_files
+
+    cache_csv = score_dir / f"{_safe(method_name)}.csv"
+    labels = [r.label for r in requests]
+    old = pd.read_csv(cache_csv, dtype={"image": str}) if cache_csv.is_file() else None
+    by_stem = {p.stem: p for p in dataset.pairs}
+    keys = {}
+    for s in stems:
+        f = fused_dir / f"{s}.png"
+        keys[s] = hashlib.sha256(f"{hashes(f)}|{hashes(by_stem[s].a)}|{hashes(by_stem[s].b)}|{preset}|{dtype}".encode()).hexdigest()
+    keep = []
+    if old is not None and {"image", "metric", "value", "key"} <= set(old.columns):
+        old = old[old["metric"].isin(labels)]
+        good = old[old.apply(lambda r: keys.get(r["image"]) == r["key"], axis=1)]
+        complete = good.groupby("image")["metric"].nunique()
+        done = set(complete[complete == len(labels)].index)
+        keep = [good[good["image"].isin(done)]]
+    else:
+        done = set()
+    todo = [s for s in stems if s not in done]
+    rows, failed = [], {}
+    if todo:
+        triples = [(s, fused_dir / f"{s}.png", by_stem[s].a, by_stem[s].b) for s in todo]
+        for stem, values, err in score_files(triples, requests, device=device, dtype=dtype, batch_size=batch_size,
+                                             progress=progress, label=f"scoring {dataset.name}/{method_name}"):
+            if err:
+                failed[stem] = err
+                continue
+            rows += [{"image": stem, "metric": k, "value": float(v), "key": keys[stem]} for k, v in values.items()]
+    new = pd.DataFrame(rows, columns=["image", "metric", "value", "key"])
+    table = pd.concat(keep + [new], ignore_index=True) if keep else new
+    with atomic_path(cache_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    return table, failed
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)
+
+
+def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_size: int = 4, progress: bool = True,
+             skipped: dict | None = None, write_reports: bool = True, figures: bool = True) -> EvalResult:
+    """Fuse, score and report.
+
+    ``plan`` is a list of ``(dataset, [MethodRun, ...])``; ``skipped`` carries methods excluded up
+    front (label -> reason), which are listed in provenance.json and do not stop the run.
+    """
+    import pandas as pd
+    import torch
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    result = EvalResult(run_dir, skipped=dict(skipped or {}))
+    hashes = _FileHashes()
+    frames, ds_meta, used = [], {}, {}
+    for ds, runs in plan:
+        ds_meta[ds.name] = {
+            "task": ds.task, "a_label": ds.a_label, "b_label": ds.b_label,
+            "a_dir": str(Path(ds.pairs[0].a).parent), "b_dir": str(Path(ds.pairs[0].b).parent),
+            "root": str(ds.root), "stems": [p.stem for p in ds.pairs],
+        }
+        for m in runs:
+            fused_dir = run_dir / "fused" / _safe(ds.name) / _safe(m.name)
+            try:
+                rep = fuse_method(m, ds, fused_dir, hashes, ds.task, batch_size, progress)
+            except FusionBenchError as e:  # e.g. weights missing or unusable: skip, do not stop the run
+                result.skipped[f"{m.name} [{ds.name}]"] = str(e)
+                continue
+            if rep.failed:
+                result.failed.setdefault((ds.name, m.name), {}).update(rep.failed)
+            stems = [p.stem for p in ds.pairs if p.stem not in rep.failed]
+            if not stems:
+                continue
+            used.setdefault(m.name, {"registry": m.key, "weights_sha256": m.weights, "options": m.options, "results_dirs": {}})
+            if m.results_dir:
+                used[m.name]["results_dirs"][ds.name] = str(m.results_dir)
+            table, sfail = score_method(ds, m.name, fused_dir, stems, requests, run_dir / "scores" / _safe(ds.name), hashes,
+                                        device, dtype, batch_size, progress, preset)
+            if sfail:
+                result.failed.setdefault((ds.name, m.name), {}).update(sfail)
+            t = table[["image", "metric", "value"]].copy()
+            t.insert(0, "method", m.name)
+            t.insert(0, "dataset", ds.name)
+            frames.append(t)
+    cols = ["dataset", "method", "image", "metric", "value"]
+    scores = pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+    order = {r.label: i for i, r in enumerate(requests)}
+    scores = scores.assign(_o=scores["metric"].map(order)).sort_values(["dataset", "method", "image", "_o"], kind="stable").drop(columns="_o")
+    with atomic_path(run_dir / "scores.csv") as tmp:
+        scores.to_csv(tmp, index=False, float_format="%.10g")
+    summary = summarise_scores(scores, [r.label for r in requests])
+    with atomic_path(run_dir / "summary.csv") as tmp:
+        summary.to_csv(tmp, index=False, float_format="%.10g")
+    result.n_scores = len(scores)
+    prov = {
+        "fusionbench": __version__, "git_commit": _git_commit(), "python": platform.python_version(),
+        "torch": torch.__version__, "platform": platform.platform(), "device": str(device),
+        "dtype": str(dtype).replace("torch.", ""), "preset": preset, "metrics": [r.label for r in requests],
+        "datasets": ds_meta, "methods": used, "skipped": result.skipped,
+        "failed": {f"{d}/{m}": v for (d, m), v in result.failed.items()},
+        "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv),
+    }
+    write_text_atomic(run_dir / "provenance.json", json.dumps(prov, indent=2))
+    if write_reports and len(scores):
+        from .figures import write_figures
+        from .report import write_tables
+
+        write_tables(run_dir)
+        if figures:
+            write_figures(run_dir)
+    return result
+
+
+def summarise_scores(scores, metric_order):
+    import pandas as pd
+
+    if scores.empty:
+        return pd.DataFrame(columns=["dataset", "method", "metric", "mean", "std", "n"])
+    g = scores.groupby(["dataset", "method", "metric"], sort=False)["value"]
+    s = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=0), "n": g.count()}).reset_index()
+    order = {m: i for i, m in enumerate(metric_order)}
+    return s.assign(_o=s["metric"].map(order)).sort_values(["dataset", "method", "_o"]).drop(columns="_o")
+
+
+def parse_results_args(items) -> dict[str, Path]:
+    out = {}
+    for it in items or ():
+        if "=" not in it:
+            raise UsageError(f"--results {it!r}: expected NAME=DIR")
+        name, d = it.split("=", 1)
+        p = Path(d)
+        if not p.is_dir():
+            raise UsageError(f"--results {name}={d}: no such folder")
+        out[name.strip()] = p
+    return out
