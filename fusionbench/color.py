@@ -101,3 +101,59 @@ def fuse_chroma(c1: Tensor, c2: Tensor, delta: float, eps: float = 1e-4) -> Tens
     """Per-pixel chroma fusion weighted by saturation: (c1|c1-d| + c2|c2-d|) / (|c1-d| + |c2-d| + eps)."""
     w1, w2 = (c1 - delta).abs(), (c2 - delta).abs()
     return (c1 * w1 + c2 * w2) / (w1 + w2 + eps)
+
+
+def fuse_y_keep_chroma(fn, a: Tensor, b: Tensor, eps: float = 1e-4) -> Tensor:
+    """Fuse the luma of two uint8 images with ``fn`` and carry the chroma of the colour source.
+
+    ``a`` and ``b`` are uint8 (N, 1|3, H, W) exactly as read from the files (the channel counts may
+    differ). ``fn(ya, yb)`` receives float32 luma in [0, 1], shape (N, 1, H, W) (BT.601 float luma for
+    colour images, the stored value for grey ones: one channel or three equal channels) and returns the
+    fused luma in the same range and shape.
+
+    Colour, per sample: when exactly one source is colour its Cr/Cb (OpenCV coefficients, offset 0.5)
+    are kept; when both are, the chroma is fused by saturation weights (:func:`fuse_chroma`); when both
+    are grey the result is grey. The output is grey (N, 1, H, W) when every sample of the batch is grey
+    on both sides, otherwise (N, 3, H, W) RGB (grey samples then have three equal channels). Values are
+    clamped to [0, 1], scaled by 255 and rounded to uint8.
+    """
+    _check_rgb(a)
+    _check_rgb(b)
+    if a.dtype != torch.uint8 or b.dtype != torch.uint8:
+        raise ValueError(f"fuse_y_keep_chroma expects uint8 inputs, got {a.dtype} and {b.dtype}")
+    if a.shape[0] != b.shape[0] or a.shape[-2:] != b.shape[-2:]:
+        raise ValueError(f"fuse_y_keep_chroma: shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
+    fa, fb = a.to(torch.float32) / 255.0, b.to(torch.float32) / 255.0
+    ga, gb = is_grey(a), is_grey(b)  # (N,)
+
+    def _y(x: Tensor, grey: Tensor) -> Tensor:
+        if x.shape[1] == 1:
+            return x
+        return torch.where(grey.view(-1, 1, 1, 1), x[:, :1], luma(x))
+
+    ya, yb = _y(fa, ga), _y(fb, gb)
+    yf = fn(ya, yb)
+    if not isinstance(yf, Tensor) or yf.shape != ya.shape:
+        raise ValueError(f"fuse_y_keep_chroma: fn returned {getattr(yf, 'shape', type(yf))}, expected {tuple(ya.shape)}")
+    yf = yf.to(torch.float32).clamp(0.0, 1.0)
+    if bool(ga.all()) and bool(gb.all()):
+        return torch.round(yf * 255.0).to(torch.uint8)
+
+    half = 0.5
+    zeros = torch.full_like(ya, half)
+
+    def _crcb(x: Tensor, grey: Tensor) -> tuple[Tensor, Tensor]:
+        if x.shape[1] == 1:
+            return zeros, zeros
+        ycc = rgb_to_ycrcb(x, half)
+        g = grey.view(-1, 1, 1, 1)
+        return torch.where(g, zeros, ycc[:, 1:2]), torch.where(g, zeros, ycc[:, 2:3])
+
+    cra, cba = _crcb(fa, ga)
+    crb, cbb = _crcb(fb, gb)
+    both = (~ga & ~gb).view(-1, 1, 1, 1)
+    only_a = (~ga & gb).view(-1, 1, 1, 1)
+    cr = torch.where(both, fuse_chroma(cra, crb, half, eps), torch.where(only_a, cra, crb))
+    cb = torch.where(both, fuse_chroma(cba, cbb, half, eps), torch.where(only_a, cba, cbb))
+    rgb = ycrcb_to_rgb(torch.cat([yf, cr, cb], 1), half).clamp(0.0, 1.0)
+    return torch.round(rgb * 255.0).to(torch.uint8)
