@@ -103,7 +103,7 @@ def fuse_chroma(c1: Tensor, c2: Tensor, delta: float, eps: float = 1e-4) -> Tens
     return (c1 * w1 + c2 * w2) / (w1 + w2 + eps)
 
 
-def fuse_y_keep_chroma(fn, a: Tensor, b: Tensor, eps: float = 1e-4) -> Tensor:
+def fuse_y_keep_chroma(fn, a: Tensor, b: Tensor, eps: float = 1e-6) -> Tensor:
     """Fuse the luma of two uint8 images with ``fn`` and carry the chroma of the colour source.
 
     ``a`` and ``b`` are uint8 (N, 1|3, H, W) exactly as read from the files (the channel counts may
@@ -112,8 +112,9 @@ def fuse_y_keep_chroma(fn, a: Tensor, b: Tensor, eps: float = 1e-4) -> Tensor:
     fused luma in the same range and shape.
 
     Colour, per sample: when exactly one source is colour its Cr/Cb (OpenCV coefficients, offset 0.5)
-    are kept; when both are, the chroma is fused by saturation weights (:func:`fuse_chroma`); when both
-    are grey the result is grey. The output is grey (N, 1, H, W) when every sample of the batch is grey
+    are kept; when both are, the chroma is fused by saturation weights (:func:`fuse_chroma` applied to
+    the chroma centred on 0.5, so a pixel neutral in both stays neutral); when both are grey the result
+    is grey. The output is grey (N, 1, H, W) when every sample of the batch is grey
     on both sides, otherwise (N, 3, H, W) RGB (grey samples then have three equal channels). Values are
     clamped to [0, 1], scaled by 255 and rounded to uint8.
     """
@@ -153,7 +154,7 @@ def fuse_y_keep_chroma(fn, a: Tensor, b: Tensor, eps: float = 1e-4) -> Tensor:
     crb, cbb = _crcb(fb, gb)
     both = (~ga & ~gb).view(-1, 1, 1, 1)
     only_a = (~ga & gb).view(-1, 1, 1, 1)
-    cr = torch.where(both, fuse_chroma(cra, crb, half, eps), torch.where(only_a, cra, crb))
-    cb = torch.where(both, fuse_chroma(cba, cbb, half, eps), torch.where(only_a, cba, cbb))
+    cr = torch.where(both, half + fuse_chroma(cra - half, crb - half, 0.0, eps), torch.where(only_a, cra, crb))
+    cb = torch.where(both, half + fuse_chroma(cba - half, cbb - half, 0.0, eps), torch.where(only_a, cba, cbb))
     rgb = ycrcb_to_rgb(torch.cat([yf, cr, cb], 1), half).clamp(0.0, 1.0)
     return torch.round(rgb * 255.0).to(torch.uint8)
