@@ -15,6 +15,15 @@ from fusionbench.errors import DataError, SizeMismatchError, UsageError
 from fusionbench.registry import get_method
 
 NAMES = ["average", "max", "lp", "dwt", "gff", "adf"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Small tensors: one intra-op thread is fastest and immune to a busy machine's thread contention."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 

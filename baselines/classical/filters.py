@@ -103,13 +103,13 @@ def guided_filter(guide: Tensor, p: Tensor, r: int, eps: float) -> Tensor:
     dt = guide.dtype
     work = torch.float64 if guide.device.type in ("cpu", "cuda") else torch.float32
     i, p = guide.to(work), p.to(work)
-    mean_i = clipped_box_mean(i, r)
-    mean_p = clipped_box_mean(p, r)
-    cov_ip = clipped_box_mean(i * p, r) - mean_i * mean_p
-    var_i = clipped_box_mean(i * i, r) - mean_i * mean_i
-    a = cov_ip / (var_i + eps)
+    c = i.shape[1]
+    means = clipped_box_mean(torch.cat([i, p, i * p, i * i], 1), r)  # the four window means in one pass
+    mean_i, mean_p, corr_ip, corr_ii = means.split(c, 1)
+    a = (corr_ip - mean_i * mean_p) / (corr_ii - mean_i * mean_i + eps)
     b = mean_p - a * mean_i
-    return (clipped_box_mean(a, r) * i + clipped_box_mean(b, r)).to(dt)
+    mean_a, mean_b = clipped_box_mean(torch.cat([a, b], 1), r).split(c, 1)
+    return (mean_a * i + mean_b).to(dt)
 
 
 def levels_for(h: int, w: int, wanted: int, min_size: int = 8) -> int:
