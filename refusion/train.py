@@ -40,7 +40,7 @@ from .losses import LossWeights, c_grad_at, fusion_loss, recon_loss
 from .meta import MetaLearner, MetaOptions, NormalizedSGD
 from .nets import FusionNet, ProposalNet, ReconNet
 
-__all__ = ["Trainer", "train", "build_models", "CheckpointError", "LOG_FIELDS", "load_checkpoint"]
+__all__ = ["Trainer", "train", "validate", "build_models", "CheckpointError", "LOG_FIELDS", "load_checkpoint"]
 
 LOG_FIELDS = ["step", "epoch", "lr", "c_grad", "L_f", "L_f_int", "L_f_grad", "L_r", "L_r_int", "L_r_grad",
               "inner_L_f", "inner_L_r", "outer_L_r", "p_grad_norm", "w_a_mean", "v_a_mean", "seconds"]
@@ -231,36 +231,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> dict:
-        """Mean L_f, L_r and metric scores on the held-out pairs (full images, batch of one)."""
-        from fusionbench.io import read_image
-
-        metric = _metric_fns(self.cfg["validation"])
+        """Mean L_f, L_r and metric scores on the held-out pairs (see :func:`validate`)."""
         epoch = max(self.step // self.steps_per_epoch - 1, 0)
         c_grad = c_grad_at(self.weights, epoch, self.cfg["train"]["epochs"])
-        sums: dict[str, float] = {}
-        n = 0
-        self.F.eval(), self.R.eval(), self.P.eval()
-        with torch.no_grad():
-            for i in self.data.val:
-                pair = self.data.pairs[i]
-                x = (pair.luma.float() / 255.0).unsqueeze(0).to(self.device)
-                fused = self.F(x)
-                w, v = self.P(x)
-                lf = fusion_loss(fused, x, w, v, self.weights.c_int, c_grad)[0]
-                lr = recon_loss(self.R(fused), x, self.weights.c_r_int, self.weights.c_r_grad)[0]
-                row = {"val_L_f": float(lf), "val_L_r": float(lr)}
-                if metric is not None:
-                    lo, hi = fused.amin(), fused.amax()
-                    u8 = ((fused - lo) / (hi - lo).clamp_min(1e-12) * 255.0).round().clamp(0, 255).to(torch.uint8)
-                    a = torch.from_numpy(read_image(pair.a_path)).permute(2, 0, 1).unsqueeze(0).to(self.device)
-                    b = torch.from_numpy(read_image(pair.b_path)).permute(2, 0, 1).unsqueeze(0).to(self.device)
-                    scores = metric(u8, a, b)
-                    row.update({k: float(v.reshape(-1)[0]) for k, v in scores.items()})
-                for k, v in row.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                n += 1
-        self.F.train(), self.R.train(), self.P.train()
-        return {k: v / max(n, 1) for k, v in sums.items()}
+        return validate(self.F, self.R, self.P, self.data, self.cfg, c_grad, self.device)
 
     # ------------------------------------------------------------------ loop
     def _meta_batches(self):
@@ -343,6 +317,42 @@ class Trainer:
         if stopped == "interrupted":
             print(f"stopped at iteration {self.step}; resume with --resume --out {self.out}", file=sys.stderr)
         return TrainResult(self.out, self.step, self.step // self.steps_per_epoch, stopped, self.last_val)
+
+
+def validate(F, R, P, data: Dataset, cfg: dict, c_grad: float, device="cpu") -> dict:
+    """Mean over ``data.val`` (full images, one pair at a time) of L_f (with P's proposal), L_r and the
+    ``validation.metrics`` scores of F's output after the official inference protocol
+    (:func:`refusion.official.run_protocol`: float BT.601 luma, min-max normalisation, rounding), scored
+    against the sources as decoded. Metrics are skipped when fusionbench.metrics lacks ``score_batch``.
+    Leaves the modules in train mode."""
+    from fusionbench.io import read_image
+
+    from .official import run_protocol
+
+    metric = _metric_fns(cfg["validation"])
+    L = cfg["loss"]
+    sums: dict[str, float] = {}
+    n = 0
+    F.eval(), R.eval(), P.eval()
+    with torch.no_grad():
+        for i in data.val:
+            pair = data.pairs[i]
+            x = (pair.luma.float() / 255.0).unsqueeze(0).to(device)
+            fused = F(x)
+            w, v = P(x)
+            lf = fusion_loss(fused, x, w, v, L["c_int"], c_grad)[0]
+            lr = recon_loss(R(fused), x, L["c_r_int"], L["c_r_grad"])[0]
+            row = {"val_L_f": float(lf), "val_L_r": float(lr)}
+            if metric is not None:
+                a = torch.from_numpy(np.array(read_image(pair.a_path))).permute(2, 0, 1).unsqueeze(0).to(device)
+                b = torch.from_numpy(np.array(read_image(pair.b_path))).permute(2, 0, 1).unsqueeze(0).to(device)
+                u8 = run_protocol(F, a, b, want_rgb=False).gray
+                row.update({k: float(t.reshape(-1)[0]) for k, t in metric(u8, a, b).items()})
+            for k, val in row.items():
+                sums[k] = sums.get(k, 0.0) + val
+            n += 1
+    F.train(), R.train(), P.train()
+    return {k: val / max(n, 1) for k, val in sums.items()}
 
 
 def _metric_labels(vcfg: dict) -> list[str]:
