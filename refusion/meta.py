@@ -21,8 +21,10 @@ Choices (config section ``meta``; see ``configs/default.yaml``):
 * ``first_order: true`` drops the second-order term. Because P enters the inner step only through the
   gradient of L_f, P then receives no gradient at all: it is an ablation (P stays at its
   initialisation), kept for speed comparisons and tests.
-* ``p_optimizer: adam`` (ours) or ``normalized_sgd`` (the derivative code's ``outer_update``:
-  ``p -= lr * g / max|g|`` over all of P's parameters).
+* ``p_optimizer: normalized_sgd`` (default; the derivative code's ``outer_update``:
+  ``p -= lr * g / max|g|`` over all of P's parameters) or ``adam``. The hypergradients are tiny (norm
+  ~1e-6); Adam (eps 1e-10) turns them into lr-sized steps of every parameter, and in our RoadScene run it
+  collapsed P to W_a = V_a = 0.99 (F then copied its first input) within 150 iterations.
 * The derivative code also accumulates dL_f/dP of the inner step into P's gradient (its gradients are
   zeroed only per accumulation window); we do not: P's gradient is the outer (meta) gradient only.
 """
