@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -72,6 +73,8 @@ def export(run_dir: str | Path, dest: str | Path, checkpoint: str | Path | None 
         "trained_with": "fusionbench train refusion",
     }
     write_text_atomic(dest.with_suffix(".json"), json.dumps(meta, indent=2, default=str) + "\n")
+    for p in (dest, dest.with_suffix(".json")):  # temp files are created 0600; these are package data
+        os.chmod(p, 0o644)
     return meta
 
 
