@@ -12,7 +12,7 @@ from baselines.ports import densefuse, didfuse, ifcnn, seafusion
 from baselines.ports._common import imageio_u8, minmax, truncate_u8
 from fusionbench.errors import DataError, SizeMismatchError, UsageError, WeightsError
 from fusionbench.io import read_image
-from fusionbench.paths import shared_dir
+from fusionbench.paths import data_dir, shared_dir
 from fusionbench.weights import load_state_dict, resolve, sha256sum
 
 MODULES = {"ifcnn": ifcnn, "densefuse": densefuse, "didfuse": didfuse, "seafusion": seafusion}
@@ -171,6 +171,8 @@ def test_bad_options_and_tasks(wenv):
     w = resolve(ifcnn.ENTRIES[0])
     with pytest.raises(UsageError, match="rule"):
         ifcnn.build(w, torch.device("cpu"), rule="median")
+    with pytest.raises(UsageError, match="normalisation"):
+        ifcnn.build(w, torch.device("cpu"), norm="zscore")
     with pytest.raises(UsageError, match="multi-exposure"):
         ifcnn.build(w, torch.device("cpu"), task="meif")
     with pytest.raises(UsageError, match="unknown option"):
@@ -226,7 +228,8 @@ def test_options_give_other_results(shared):
     for rule in ("mean", "sum"):
         o = fuser("ifcnn", shared, rule=rule).fuse(a, b)
         assert o.shape == base.shape and not torch.equal(o, base)
-    mf = fuser("ifcnn", shared).__class__(ifcnn.ENTRIES[0], fuser("ifcnn", shared).net, torch.device("cpu"), "mfif")
+    info = ifcnn.ENTRIES[0]
+    mf = info.build(weights={"IFCNN-MAX.pth": shared / "weights/ifcnn/IFCNN-MAX.pth"}, device="cpu", task="mfif")
     assert mf.fuse(a, b).shape[1] == 3
     rgb = fuser("densefuse", shared, model="rgb").fuse(a, b)
     assert rgb.shape == (1, 3, 96, 128)
@@ -251,6 +254,58 @@ def test_batch_equals_one_by_one(name, shared):
     diff = (one.int() - both.int()).abs()
     # batched convolutions may round differently in the last float bit: at most 1 level on very few pixels
     assert diff.max() <= 1 and (diff > 0).float().mean() < 1e-3
+
+
+# ---------------------------------------------------------------- results the authors published
+
+
+def _published(name, task, a_dir, b_dir, fused_dir, stems, shared, **options):
+    data = data_dir()
+    if data is None or not (data / fused_dir).is_dir():
+        pytest.skip(f"{fused_dir} not found under the shared data folder")
+    info = MODULES[name].ENTRIES[0]
+    w = {wf.name: shared / "weights" / name / wf.name for wf in info.weights}
+    f = info.build(weights=w, device="cpu", task=task, **options)
+    out = {}
+    for stem in stems:
+        a = as_tensor(read_image(next((data / a_dir).glob(stem + ".*"))))
+        b = as_tensor(read_image(next((data / b_dir).glob(stem + ".*"))))
+        ref = as_tensor(read_image(data / fused_dir / f"{stem}.png"))
+        got = f.fuse(a, b)
+        assert got.shape == ref.shape
+        out[stem] = psnr(got, ref)
+    return out
+
+
+def test_ifcnn_norm_imagenet_reproduces_published_results(shared):
+    """The authors' Results/IV and Results/MD were made with ImageNet normalisation (option norm=imagenet)."""
+    iv = _published("ifcnn", "ivif", "ifcnn_iv/ir", "ifcnn_iv/vi", "ifcnn_iv/fused/IFCNN-MAX", ["Camp"], shared, norm="imagenet")
+    md = _published(
+        "ifcnn", "mif", "medical/ifcnn_md/src1", "medical/ifcnn_md/src2", "medical/ifcnn_md/fused/IFCNN-MAX", ["c01"],
+        shared, norm="imagenet",
+    )
+    assert min(iv.values()) >= 40 and min(md.values()) >= 40
+
+
+@pytest.mark.slow
+def test_published_results_all(shared):
+    data = data_dir()
+    if data is None:
+        pytest.skip("shared data folder not found")
+    iv_stems = sorted(p.stem for p in (data / "ifcnn_iv/fused/IFCNN-MAX").glob("*.png"))
+    md_stems = sorted(p.stem for p in (data / "medical/ifcnn_md/fused/IFCNN-MAX").glob("*.png"))
+    res = {
+        "ifcnn-iv": _published("ifcnn", "ivif", "ifcnn_iv/ir", "ifcnn_iv/vi", "ifcnn_iv/fused/IFCNN-MAX", iv_stems, shared, norm="imagenet"),
+        "ifcnn-md": _published(
+            "ifcnn", "mif", "medical/ifcnn_md/src1", "medical/ifcnn_md/src2", "medical/ifcnn_md/fused/IFCNN-MAX",
+            md_stems, shared, norm="imagenet",
+        ),
+        # the authors' own TNO outputs (SeAFusion via Linfeng-Tang/Image-Fusion, DIDFuse via its repo)
+        "seafusion-tno": _published("seafusion", "ivif", "tno/ir", "tno/vi", "tno/fused/SeAFusion", ["01", "02", "03"], shared),
+        "didfuse-tno": _published("didfuse", "ivif", "tno/ir", "tno/vi", "tno/fused/DIDFuse", ["01", "02", "03"], shared),
+    }
+    for key, vals in res.items():
+        assert min(vals.values()) >= 40, (key, vals)
 
 
 # ---------------------------------------------------------------- helpers

@@ -124,13 +124,41 @@ class DIDFuseNet(nn.Module):
         return self.decoder(*fused)
 
 
+class _InplaceTanh(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.tanh_()
+
+
+class _InplaceLeaky(nn.Module):
+    """A single-slope PReLU applied in place (identical values: x if x > 0 else slope * x)."""
+
+    def __init__(self, slope: float):
+        super().__init__()
+        self.slope = slope
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.leaky_relu_(x, self.slope)
+
+
+class _InplaceSigmoid(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x.sigmoid_()
+
+
 def fold_all_bn(net: nn.Module) -> nn.Module:
-    """A copy of ``net`` with every (conv, BatchNorm) pair of its Sequentials folded into one conv."""
+    """Inference copy of ``net``: every (conv, BatchNorm) pair of its Sequentials folded into one conv,
+    PReLU / tanh / sigmoid applied in place (no fresh full-size buffers), channels_last."""
     fast = fast_copy(net)
     for seq in [m for m in fast.modules() if isinstance(m, nn.Sequential)]:
-        for i in range(len(seq) - 1):
-            if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+        for i in range(len(seq)):
+            if i + 1 < len(seq) and isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
                 seq[i], seq[i + 1] = fold_bn(seq[i], seq[i + 1]), nn.Identity()
+            elif isinstance(seq[i], nn.Tanh):
+                seq[i] = _InplaceTanh()
+            elif isinstance(seq[i], nn.Sigmoid):
+                seq[i] = _InplaceSigmoid()
+            elif isinstance(seq[i], nn.PReLU) and seq[i].weight.numel() == 1:
+                seq[i] = _InplaceLeaky(float(seq[i].weight))
     return fast.to(memory_format=torch.channels_last)
 
 

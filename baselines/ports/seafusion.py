@@ -6,7 +6,7 @@ Network (paper Fig. 3 and the checkpoint shapes; 72 tensors). All 3x3 convolutio
   ``*_conv``: 3x3 conv 1 -> 16, LeakyReLU(0.2); then two residual gradient dense blocks (RGBD),
   16 -> 32 and 32 -> 48 channels;
 * RGBD(c -> c_out): a dense path (two 3x3 conv + LeakyReLU(0.2) layers, each output concatenated to its
-  input: c -> 3c channels, then a 1x1 conv to c_out) plus a gradient path (fixed depthwise Sobel x and y
+  input: c -> 3c channels, then a 1x1 conv to c_out; here computed piecewise, see ``RGBD.forward``) plus a gradient path (fixed depthwise Sobel x and y
   filters, |gx| + |gy|, then a 1x1 conv to c_out); the sum goes through LeakyReLU(0.1);
 * decoder on cat(visible, infrared) (96 channels): 3x3 convs 96 -> 64 -> 32 -> 16, each LeakyReLU(0.2),
   then 16 -> 1 with tanh; the output is tanh / 2 + 0.5. The checkpoint holds BatchNorm tensors for the
@@ -101,8 +101,38 @@ class RGBD(nn.Module):
         self.convup = ConvAct(c, cout, k=1, slope=None)
 
     def forward(self, x: Tensor) -> Tensor:
-        y = self.convdown(self.dense(x))
-        return F.leaky_relu(y.add_(self.convup(self.sobelconv(x))), 0.1, inplace=True)
+        """leaky_relu(convdown(cat(x, d1, d2)) + convup(sobel(x)), 0.1).
+
+        The two 1x1 convolutions are computed as one chain of matrix products over the pieces of the
+        concatenation (convdown's weight split by input channel), accumulated in place: the same sum
+        without building the 3c-channel concatenation (float rounding aside).
+        """
+        c = x.shape[1]
+        d1 = self.dense.conv1(x)
+        d2 = self.dense.conv2(torch.cat([x, d1], 1))
+        wd = self.convdown.conv.weight.flatten(1)  # (cout, 3c)
+        out = _conv1x1_sum(
+            [(x, wd[:, :c]), (d1, wd[:, c : 2 * c]), (d2, wd[:, 2 * c :]), (self.sobelconv(x), self.convup.conv.weight.flatten(1))],
+            self.convdown.conv.bias + self.convup.conv.bias,
+        )
+        return F.leaky_relu(out, 0.1, inplace=True)
+
+
+def _conv1x1_sum(pieces, bias: Tensor) -> Tensor:
+    """sum_k conv1x1(x_k, w_k) + bias for (N, C_k, H, W) inputs, as in-place accumulated matrix products.
+
+    Returns a channels_last (N, C_out, H, W) tensor (a view of the (N*H*W, C_out) product).
+    """
+    n, _, h, w = pieces[0][0].shape
+
+    def rows(t: Tensor) -> Tensor:  # (N*H*W, C); a view when t is channels_last
+        return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+    (x0, w0), rest = pieces[0], pieces[1:]
+    out = torch.addmm(bias, rows(x0), w0.t())
+    for xk, wk in rest:
+        out.addmm_(rows(xk), wk.t())
+    return out.view(n, h, w, -1).permute(0, 3, 1, 2)
 
 
 class SeAFusionNet(nn.Module):
