@@ -1,7 +1,7 @@
 """The ``fusionbench`` command. One module per command under ``fusionbench/cli``; they are imported
 only when used, so ``fusionbench --help`` stays fast.
 
-Exit codes: 0 ok, 1 data or runtime problem, 2 usage error, 3 regression found by ``check``.
+Exit codes: 0 ok, 1 data or runtime problem (and a score regression found by ``check``), 2 usage error.
 Messages for people go to stderr; machine output (CSV/JSON) to stdout or ``--out``.
 """
 from __future__ import annotations
