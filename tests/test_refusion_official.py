@@ -357,3 +357,18 @@ def test_ours_untrained_message(monkeypatch, tmp_path):
     monkeypatch.setenv("FUSIONBENCH_CACHE", str(tmp_path))
     with pytest.raises(WeightsError, match="not been trained yet"):
         ours.build(weights={}, device=torch.device("cpu"), task="ivif")
+
+
+def test_ours_bundled_sha256_checked(monkeypatch):
+    import dataclasses
+
+    from refusion import entry, ours
+
+    if not (entry.WEIGHTS_DIR / entry.OURS_FILE).is_file() or not entry.OURS.weights[0].sha256:
+        pytest.skip("no trained weights bundled yet")
+    fz = ours.build(weights={}, device=torch.device("cpu"), task="ivif")
+    assert fz.info.name == "refusion-ours"
+    wrong = dataclasses.replace(entry.OURS.weights[0], sha256="0" * 64)
+    monkeypatch.setattr(entry, "OURS", dataclasses.replace(entry.OURS, weights=(wrong,)))
+    with pytest.raises(WeightsError, match="sha256"):
+        ours.build(weights={}, device=torch.device("cpu"), task="ivif")
