@@ -25,6 +25,8 @@ output.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -138,8 +140,8 @@ def _sibling(weights: dict, name: str, info: MethodInfo):
     from fusionbench.weights import candidates
 
     for p in weights.values():
-        if (p.parent / name).is_file():
-            return p.parent / name
+        if (Path(p).parent / name).is_file():
+            return Path(p).parent / name
     for c in candidates(info, RGB_WEIGHTS):
         if c.is_file():
             return c

@@ -170,6 +170,8 @@ class DIDFuseFuser:
     def __init__(self, info: MethodInfo, net: DIDFuseNet, device: torch.device):
         self.info, self.net, self.device = info, net.to(device).eval(), device
         self._fast = fold_all_bn(self.net)
+        if net.addition == "l1_norm":
+            self.tile_halo = 7  # the 3x3 activity window adds one pixel
 
     def fuse(self, a: Tensor, b: Tensor) -> Tensor:
         check_pair(a, b)

@@ -35,6 +35,8 @@ Options:
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -179,7 +181,7 @@ def _weight_for_rule(info: MethodInfo, weights: dict, rule: str):
 
     wf = next(w for w in OPTIONAL_WEIGHTS if w.name == name)
     for p in weights.values() if weights else ():
-        sibling = p.parent / name
+        sibling = Path(p).parent / name
         if sibling.is_file():
             return sibling
     for c in candidates(info, wf):
