@@ -1,0 +1,152 @@
+"""The ``cddfuse`` preset: the metric conventions of the CDDFuse evaluator.
+
+Reference: ``utils/Evaluator.py`` of github.com/Zhaozixiang1228/MMIF-CDDFuse (commit fd8da1f),
+with images read as its ``test_IVF.py`` reads them (``image_read_cv2(path, 'GRAY')``). Most
+recent infrared-visible fusion papers report numbers from this evaluator or a copy of it.
+
+Colour handling (:func:`prepare_cddfuse`), done once per batch for the fused image and both
+sources alike: a grey image is replicated to three channels, then luma
+Y = 0.114 B + 0.587 G + 0.299 R is computed in float32 in that order (OpenCV
+``cvtColor(float32, BGR2GRAY)``)
+and rounded half to even (``np.round``). Range 0..255, never rescaled. Grey images therefore keep
+their values exactly. There is no per-channel averaging.
+
+Metrics the evaluator has (EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM, MSE, CC, PSNR) follow it
+exactly; see :mod:`fusionbench.metrics.functional` for each definition. Metrics it lacks are
+computed on the same luma images with the nearest convention and flagged as extensions in
+:data:`CDDFUSE_NOTES`.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from . import functional as FM
+
+REFERENCE = "CDDFuse utils/Evaluator.py (github.com/Zhaozixiang1228/MMIF-CDDFuse @ fd8da1f), images read as luma"
+
+
+def luma_rounded(x: Tensor) -> Tensor:
+    """(N, 1|3, H, W) uint8 or integer-valued float -> (N, 1, H, W) float32 rounded BT.601 luma.
+
+    Mirrors ``np.round(cv2.cvtColor(cv2.imread(path).astype('float32'), cv2.COLOR_BGR2GRAY))``.
+    A single-channel image is returned as it is (the luma of a replicated grey value v rounds to v).
+    """
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"expected (N, 1|3, H, W), got {tuple(x.shape)}")
+    x32 = x.to(torch.float32)
+    if x.shape[1] == 1:
+        return x32.round() if x.is_floating_point() else x32
+    # OpenCV sums the products in the order of its BGR buffer: (B*0.114 + G*0.587) + R*0.299.
+    # The order matters for the rare pixels whose luma lies within float32 rounding of n + 0.5
+    # (e.g. VIFB walkingnight, GFF); R-first summation rounds some of them the other way.
+    r, g, b = x32[:, 0:1], x32[:, 1:2], x32[:, 2:3]
+    return (b * 0.114 + g * 0.587 + r * 0.299).round()
+
+
+def prepare_cddfuse(fused: Tensor, a: Tensor, b: Tensor, dtype=torch.float32) -> tuple[Tensor, Tensor, Tensor]:
+    """Colour preparation of the ``cddfuse`` preset, once per batch: rounded luma in ``dtype``."""
+    return tuple(luma_rounded(t).to(dtype) for t in (fused, a, b))
+
+
+def _en(f, a, b):
+    return FM.entropy(f)
+
+
+def _sd(f, a, b):
+    return FM.standard_deviation(f)
+
+
+def _sf(f, a, b):
+    return FM.spatial_frequency(f, normalize="differences")
+
+
+def _ag(f, a, b):
+    return FM.average_gradient(f, normalize="pixels")
+
+
+def _mi(f, a, b):
+    return FM.mutual_information(f, a, b)
+
+
+def _scd(f, a, b):
+    return FM.scd(f, a, b)
+
+
+def _vif(f, a, b):
+    return FM.vif(f, a, b)
+
+
+def _qabf(f, a, b):
+    return FM.qabf(f, a, b)
+
+
+def _ssim(f, a, b):
+    return FM.ssim(f, a, b, window="box", size=7, data_range=2.0, sample_covariance=True, emulate="skimage-float32")
+
+
+def _mse(f, a, b):
+    return FM.mse(f, a, b)
+
+
+def _rmse(f, a, b):
+    return FM.rmse(f, a, b)
+
+
+def _cc(f, a, b):
+    return FM.correlation_coefficient(f, a, b)
+
+
+def _psnr(f, a, b):
+    return FM.psnr(f, a, b, peak="max")
+
+
+#: canonical metric name -> fn(f, a, b) -> (N,), on the output of :func:`prepare_cddfuse`
+CDDFUSE_METRICS = {
+    "EN": _en, "SD": _sd, "SF": _sf, "AG": _ag, "MI": _mi, "SCD": _scd, "VIF": _vif, "Qabf": _qabf,
+    "SSIM": _ssim, "MSE": _mse, "RMSE": _rmse, "CC": _cc, "PSNR": _psnr,
+}
+
+#: fidelity of each implementation: "reference" or "extension: <convention>"
+CDDFUSE_NOTES = {
+    name: "reference" for name in ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "MSE", "CC", "PSNR")
+}
+CDDFUSE_NOTES["RMSE"] = ("extension: sqrt of the evaluator's MSE (mean of the two sources' true MSEs on rounded "
+                         "luma), in grey levels, so that PSNR = 20 log10(max F / RMSE)")
+
+
+def _register_vifb_kernels() -> None:
+    """Add CE, EI, Qcb and Qcv on luma, using the VIFB preset's kernels.
+
+    The CDDFuse evaluator has none of these four. They run on the same rounded luma images as the
+    other cddfuse metrics, with VIFB's definition otherwise; on a single-channel image VIFB's
+    per-channel averaging does nothing. Registered only when :mod:`fusionbench.metrics.vifb`
+    is installed.
+    """
+    import importlib
+
+    try:
+        vifb = importlib.import_module(f"{__package__}.vifb")
+    except ModuleNotFoundError as e:
+        if e.name != f"{__package__}.vifb":
+            raise
+        return
+    table = getattr(vifb, "VIFB_METRICS", {})
+    notes = {
+        "CE": "extension: VIFB's Cross_entropy (KL divergence of each source's 256-bin histogram from F's, bits, "
+              "bins where either is empty skipped, mean over the two sources) on the rounded luma images",
+        "EI": "extension: VIFB's Edge_intensity (Sobel correlation with replicate borders, mean magnitude) on the "
+              "rounded luma of F",
+        "Qcb": "extension: VIFB's Qcb (Chen-Blum; min-max normalisation, CSF, local contrast, saliency weights) on "
+               "the rounded luma images",
+        "Qcv": "extension: VIFB's Qcv (Chen-Varshney; min-max normalisation, 16x16 blocks, Mannos-Sakrison CSF) on "
+               "the rounded luma images",
+    }
+    for name, note in notes.items():
+        fn = table.get(name)
+        if fn is not None:
+            CDDFUSE_METRICS[name] = fn
+            CDDFUSE_NOTES[name] = note
+
+
+_register_vifb_kernels()
