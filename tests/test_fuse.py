@@ -8,20 +8,11 @@ from click.testing import CliRunner
 
 from fusionbench.cli.main import cli
 from fusionbench.io import read_image, write_image
-from fusionbench import registry
 
 
 @pytest.fixture(autouse=True)
-def fake_methods(monkeypatch, tmp_path):
-    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
-    import fake_methods
-
-    registry._load_entry_points()
-    monkeypatch.setitem(registry._REGISTRY, "fake-mean", fake_methods.MEAN)
-    monkeypatch.setitem(registry._REGISTRY, "fake-weighted", fake_methods.WEIGHTED)
-    monkeypatch.setenv("FUSIONBENCH_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("FUSIONBENCH_WEIGHTS", raising=False)
-    return fake_methods
+def fake_methods(fake_registry):
+    return fake_registry
 
 
 def make_pairs(root, sizes=((16, 20), (16, 20), (12, 8)), rgb_b=False):

@@ -35,7 +35,7 @@ def build_plan(datasets, pattern, results, device, weights_override=None, option
                 try:
                     paths = resolve(info, ds.task, weights_override)
                 except WeightsError as e:
-                    skipped.setdefault(info.display, f"needs weights: {e}")
+                    skipped.setdefault((info.display, ds.name), f"needs weights: {e}")
                     continue
                 wsha = {n: sha256sum(p) for n, p in paths.items()}
 
@@ -49,7 +49,7 @@ def build_plan(datasets, pattern, results, device, weights_override=None, option
             else:
                 pub = _published(ds, info)
                 if pub is None:
-                    skipped.setdefault(info.display, "results-folder only and no outputs given (--results "
+                    skipped.setdefault((info.display, ds.name), "results-folder only: no outputs given (--results "
                                        f"{info.name}=DIR); {info.results_howto}".strip())
                     continue
                 runs.append(MethodRun(info.display, info.name, results_dir=pub))
@@ -63,7 +63,16 @@ def build_plan(datasets, pattern, results, device, weights_override=None, option
             if not any(r.key == k.lower() or r.name.lower() == k.lower() for r in runs) and not _known(k):
                 runs.append(MethodRun(k, k, results_dir=d))
         plan.append((ds, runs))
-    return plan, skipped
+    return plan, _label_skips(skipped, plan)
+
+
+def _label_skips(skipped: dict, plan) -> dict[str, str]:
+    """Key skips by method, or by "method [dataset]" when the method runs on other datasets of the run."""
+    ran = {r.name for _, runs in plan for r in runs}
+    out: dict[str, str] = {}
+    for (name, ds), why in skipped.items():
+        out.setdefault(f"{name} [{ds}]" if name in ran else name, why)
+    return out
 
 
 def _published(ds, info):
@@ -117,8 +126,7 @@ def eval_(pattern, data, metrics, preset, results, out, device, dtype, batch_siz
     res = parse_results_args(results)
     plan, skipped = build_plan(datasets, pattern, res, dev, weights_path)
     run_dir = Path(out) if out else Path("results") / "+".join(d.name for d in datasets)
-    for name, why in skipped.items():
-        click.echo(f"skipped {name}: {why}", err=True)
+    _print_skipped(skipped)
     result = run_eval(plan, requests, run_dir, preset, dev, dt, batch_size=batch_size, progress=not quiet,
                       skipped=skipped, write_reports=True, figures=not no_figures)
     _print_summary(run_dir)
@@ -129,6 +137,21 @@ def eval_(pattern, data, metrics, preset, results, out, device, dtype, batch_siz
                 click.echo(f"failed {d}/{m}/{stem}: {msg}", err=True)
         n = sum(len(v) for v in result.failed.values())
         raise DataError(f"{n} image(s) failed (listed above); everything else is in {run_dir}")
+
+
+def _print_skipped(skipped: dict) -> None:
+    """One line per reason class; the full reasons go to provenance.json."""
+    groups: dict[str, list[str]] = {}
+    for name, why in skipped.items():
+        kind = why.split(":", 1)[0] if why.startswith(("needs weights", "results-folder only")) else "cannot run"
+        groups.setdefault(kind, []).append(name)
+    hints = {
+        "needs weights": "`fusionbench methods -v` says where to get them; FUSIONBENCH_WEIGHTS=DIR or --weights DIR",
+        "results-folder only": "pass outputs of the official code with --results NAME=DIR; `fusionbench methods -v` says how",
+    }
+    for kind, names in groups.items():
+        hint = hints.get(kind, "reasons in provenance.json")
+        click.echo(f"skipped ({kind}; {hint}): {', '.join(names)}", err=True)
 
 
 def _print_summary(run_dir: Path) -> None:

@@ -174,7 +174,10 @@ def score_method(dataset, method_name: str, fused_dir: Path, stems, requests, sc
 
     cache_csv = score_dir / f"{_safe(method_name)}.csv"
     labels = [r.label for r in requests]
-    old = pd.read_csv(cache_csv, dtype={"image": str}) if cache_csv.is_file() else None
+    try:
+        old = pd.read_csv(cache_csv, dtype={"image": str, "key": str}) if cache_csv.is_file() else None
+    except (ValueError, OSError, pd.errors.ParserError):  # damaged cache: recompute
+        old = None
     by_stem = {p.stem: p for p in dataset.pairs}
     keys = {}
     for s in stems:
