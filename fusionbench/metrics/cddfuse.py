@@ -40,8 +40,10 @@ def luma_rounded(x: Tensor) -> Tensor:
     # OpenCV sums the products in the order of its BGR buffer: (B*0.114 + G*0.587) + R*0.299.
     # The order matters for the rare pixels whose luma lies within float32 rounding of n + 0.5
     # (e.g. VIFB walkingnight, GFF); R-first summation rounds some of them the other way.
-    r, g, b = x32[:, 0:1], x32[:, 1:2], x32[:, 2:3]
-    return (b * 0.114 + g * 0.587 + r * 0.299).round()
+    y = x32[:, 2:3] * 0.114
+    y += x32[:, 1:2] * 0.587
+    y += x32[:, 0:1] * 0.299
+    return y.round_()
 
 
 def prepare_cddfuse(fused: Tensor, a: Tensor, b: Tensor, dtype=torch.float32) -> tuple[Tensor, Tensor, Tensor]:

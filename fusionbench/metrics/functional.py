@@ -145,7 +145,9 @@ def standard_deviation(fused: Tensor) -> Tensor:
     """
     fused = check_nchw(fused, "fused")
     n, c, (x,) = _per_channel(fused)
-    return _channel_mean(x.flatten(1).std(1, correction=0), n, c)
+    x = x.flatten(1)
+    d = x - x.mean(1, keepdim=True)
+    return _channel_mean(d.square_().mean(1).sqrt_(), n, c)
 
 
 def spatial_frequency(fused: Tensor, normalize: str = "differences") -> Tensor:
@@ -191,7 +193,7 @@ def average_gradient(fused: Tensor, normalize: str = "pixels") -> Tensor:
         raise ValueError("normalize must be 'pixels' or 'interior'")
     n, c, (x,) = _per_channel(fused)
     gy, gx = torch.gradient(x, dim=(-2, -1))
-    s = ((gx.square() + gy.square()) / 2).sqrt().flatten(1).sum(1)
+    s = gx.square_().addcmul_(gy, gy).div_(2).sqrt_().flatten(1).sum(1)
     h, w = x.shape[-2:]
     s = s / (h * w if normalize == "pixels" else (h - 1) * (w - 1))
     return _channel_mean(s, n, c)
@@ -367,13 +369,17 @@ def _window_sum_valid(x: Tensor, k: int, dim: int) -> Tensor:
         ln = t.shape[dim] - p
         pieces[p * 2] = sl(t, 0, ln) + sl(t, p, ln)
         p *= 2
-    out = None
+    parts = []
     off = 0
     for size in sorted(pieces, reverse=True):
         if k - off >= size:
-            part = sl(pieces[size], off, no)
-            out = part.clone() if out is None else out.add_(part)
+            parts.append(sl(pieces[size], off, no))
             off += size
+    if len(parts) == 1:
+        return parts[0].clone() if parts[0] is x else parts[0]
+    out = parts[0] + parts[1]
+    for part in parts[2:]:
+        out += part
     return out
 
 
