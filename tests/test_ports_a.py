@@ -319,3 +319,22 @@ def test_common_helpers():
     assert truncate_u8(torch.tensor([-3.0, 1.99, 254.9, 300.0])).tolist() == [0, 1, 254, 255]
     m = minmax(torch.stack([torch.arange(4.0).view(1, 2, 2), 10 + 2 * torch.arange(4.0).view(1, 2, 2)]))
     assert torch.allclose(m[0], m[1]) and float(m.max()) == 1.0
+
+
+def test_restructured_forwards_equal_the_plain_formulas():
+    """DenseFuse's padded-feature forward and SeAFusion's piecewise 1x1 convolutions compute the layer
+    formulas of the papers (random weights, no checkpoint needed)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    net = densefuse.DenseFuseNet(1).eval()
+    a, b = torch.rand(2, 1, 23, 31) * 255, torch.rand(2, 1, 23, 31) * 255
+    with torch.no_grad():
+        assert torch.equal(net(a, b), net.decode((net.encode(a) + net.encode(b)) / 2))
+    blk = seafusion.RGBD(16, 32).eval()
+    x = torch.randn(2, 16, 19, 27)
+    with torch.no_grad():
+        dense = blk.dense(x)  # cat(x, d1, d2)
+        plain = F.leaky_relu(blk.convdown(dense) + blk.convup(blk.sobelconv(x)), 0.1)
+        assert torch.allclose(blk(x), plain, atol=1e-5, rtol=1e-5)
+        assert torch.allclose(blk(x.contiguous(memory_format=torch.channels_last)), plain, atol=1e-5, rtol=1e-5)

@@ -91,9 +91,24 @@ class DenseFuseNet(nn.Module):
         return self.conv5(self.conv4(self.conv3(self.conv2(f))))
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:
-        """Addition strategy: decode((enc(a) + enc(b)) / 2). Inputs in 0..255."""
-        fa, fb = self.encode(torch.cat([a, b], 0)).chunk(2, 0)
-        return self.decode(fa.add(fb).div_(2))
+        """Addition strategy: decode((enc(a) + enc(b)) / 2). Inputs in 0..255.
+
+        Computed on reflection-padded features: padding commutes with concatenation and with the
+        element-wise fusion, so the dense block keeps a padded concatenation (each new 16-channel output is
+        padded once instead of re-padding the whole concatenation in every layer) and conv2 takes the padded
+        fused features directly. The values are identical to ``decode((encode(a) + encode(b)) / 2)``.
+        """
+        p = _reflect1(torch.cat([a, b], 0))
+        p = _reflect1(F.relu(self.conv1.conv2d(p), inplace=True))
+        for layer in self.DB1.denseblock:
+            p = torch.cat([p, _reflect1(F.relu(layer.dense_conv.conv2d(p), inplace=True))], 1)
+        pa, pb = p.chunk(2, 0)
+        x = F.relu(self.conv2.conv2d(pa.add(pb).div_(2)), inplace=True)
+        return self.conv5(self.conv4(self.conv3(x)))
+
+
+def _reflect1(x: Tensor) -> Tensor:
+    return F.pad(x, (1, 1, 1, 1), mode="reflect")
 
 
 class DenseFuseFuser:
