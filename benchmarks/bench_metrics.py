@@ -99,11 +99,26 @@ def _tensors(arrs):
     return [torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).contiguous() for x in arrs]
 
 
-def _record(benchmark, key, n_images, what):
+def _timed(benchmark, fn, rounds):
+    """benchmark.pedantic, also measuring the process CPU time (all threads) per round."""
+    cpu = []
+
+    def run():
+        t = time.process_time()
+        fn()
+        cpu.append(time.process_time() - t)
+
+    benchmark.pedantic(run, rounds=rounds, iterations=1)
+    return min(cpu)
+
+
+def _record(benchmark, key, n_images, what, cpu_s):
     stats = benchmark.stats.stats
     ips = n_images / stats.mean
-    RESULTS[key] = {"images_per_s": ips, "seconds": stats.mean, "images": n_images, "what": what}
-    benchmark.extra_info.update({"images_per_s": round(ips, 3), "images": n_images, "data": what})
+    RESULTS[key] = {"images_per_s": ips, "seconds": stats.mean, "images": n_images, "what": what,
+                    "cpu_ms_per_image": 1000 * cpu_s / n_images}
+    benchmark.extra_info.update({"images_per_s": round(ips, 3), "images": n_images, "data": what,
+                                 "cpu_ms_per_image": round(1000 * cpu_s / n_images, 3)})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,9 +130,9 @@ def test_fusionbench_decoded(benchmark, decoded, which):
     f, a, b = _tensors(arrs)
     reqs = parse_metrics(CORE if which == "core" else FULL, preset="cddfuse")
     score_batch(f[:2], a[:2], b[:2], reqs, workers=WORKERS)  # warm-up (allocator, kernels)
-    benchmark.pedantic(lambda: score_batch(f, a, b, reqs, dtype=torch.float32, workers=WORKERS),
-                       rounds=3 if which == "core" else 2, iterations=1)
-    _record(benchmark, f"ours-{which}", len(f), what)
+    cpu = _timed(benchmark, lambda: score_batch(f, a, b, reqs, dtype=torch.float32, workers=WORKERS),
+                 rounds=3 if which == "core" else 2)
+    _record(benchmark, f"ours-{which}", len(f), what, cpu)
 
 
 @pytest.mark.parametrize("which", ["core", "full"])
@@ -130,8 +145,8 @@ def test_reference_decoded(benchmark, decoded, which):
         for i in range(n):  # the evaluator scores one image at a time
             ref.score_one(f[i], a[i], b[i], metrics)
 
-    benchmark.pedantic(run, rounds=1, iterations=1)
-    _record(benchmark, f"ref-{which}", n, what)
+    cpu = _timed(benchmark, run, rounds=1)
+    _record(benchmark, f"ref-{which}", n, what, cpu)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -168,8 +183,8 @@ def test_fusionbench_files_core(benchmark, files):
         res = list(score_files(triples, reqs, batch_size=16, progress=False, workers=WORKERS))
         assert all(err is None for _, _, err in res)
 
-    benchmark.pedantic(run, rounds=2, iterations=1)
-    _record(benchmark, "ours-files-core", len(triples), what)
+    cpu = _timed(benchmark, run, rounds=2)
+    _record(benchmark, "ours-files-core", len(triples), what, cpu)
 
 
 def test_reference_files_core(benchmark, files):
@@ -184,8 +199,8 @@ def test_reference_files_core(benchmark, files):
             arrs = [x[..., None] if x.ndim == 2 else x for x in arrs]
             ref.score_one(*arrs, ref.CORE)
 
-    benchmark.pedantic(run, rounds=1, iterations=1)
-    _record(benchmark, "ref-files-core", len(sub), what)
+    cpu = _timed(benchmark, run, rounds=1)
+    _record(benchmark, "ref-files-core", len(sub), what, cpu)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,8 +213,10 @@ def _report(request):
                        ("files-core", "six core metrics, from files")):
         o, r = RESULTS.get(f"ours-{key}"), RESULTS.get(f"ref-{key}")
         if o and r:
-            lines.append(f"  {label:32s} fusionbench {o['images_per_s']:8.1f} img/s   reference "
-                         f"{r['images_per_s']:7.2f} img/s   ratio {o['images_per_s'] / r['images_per_s']:6.1f}x")
+            lines.append(f"  {label:30s} fusionbench {o['images_per_s']:7.1f} img/s   reference "
+                         f"{r['images_per_s']:6.2f} img/s   ratio {o['images_per_s'] / r['images_per_s']:5.1f}x   "
+                         f"| CPU ms/image {o['cpu_ms_per_image']:7.2f} vs {r['cpu_ms_per_image']:7.2f} "
+                         f"({r['cpu_ms_per_image'] / o['cpu_ms_per_image']:.1f}x)")
     lines.append(f"  data: {next(iter(RESULTS.values()))['what']}; load average {os.getloadavg()[0]:.1f} "
                  f"at {time.strftime('%H:%M')}")
     capman = request.config.pluginmanager.get_plugin("capturemanager")

@@ -132,7 +132,7 @@ def test_float32_close_to_float64(seed, shape, kind):
     hi = score_batch(f, a, b, reqs, dtype=torch.float64)
     for k in lo:
         assert lo[k].dtype == torch.float32 and hi[k].dtype == torch.float64
-        torch.testing.assert_close(lo[k].double(), hi[k], rtol=1e-3, atol=1e-4, msg=lambda m, k=k: f"{k}: {m}")
+        torch.testing.assert_close(lo[k].double(), hi[k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
 
 
 def test_documented_degenerate_values():
