@@ -34,12 +34,13 @@ def _fmt(v: float) -> str:
 @click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]),
               help="Arithmetic precision of the metrics.")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1),
-              help="Images scored together (same size); at most two batches are in memory.")
+              help="Images scored together (same size); at most workers + 1 batches are in memory.")
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None, metavar="CSV",
               help="Write the CSV here (atomically) instead of stdout.")
 @click.option("--skip-missing", is_flag=True, help="Score the stems present in all three folders; list the others.")
 @click.option("--keep-going", is_flag=True, help="Skip unreadable or mismatched images, write the rest, exit 1.")
-@click.option("--workers", default=None, type=click.IntRange(min=1), help="Decoding threads (default: CPU count).")
+@click.option("--workers", default=None, type=click.IntRange(min=1),
+              help="Threads that decode files and (on CPU) score batches (default: CPU count, at most 8).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or table of means.")
 def score(ir, vi, fused, metrics, preset, device, dtype, batch_size, out, skip_missing, keep_going, workers, quiet):
     """Score every fused image against its two sources; print a long CSV image,metric,value."""

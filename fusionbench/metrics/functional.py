@@ -584,8 +584,12 @@ def _box_mean_skimage_f32(x: Tensor, size: int) -> Tensor:
     ``sum / size`` in float32 equals scipy's stored value; the second pass sums float32 values,
     which is exact in float64, and rounds to float32 once.
     """
-    v = _window_sum_valid(x, size, -2).div_(size).to(torch.float64)
-    return _window_sum_valid(v, size, -1).div_(size).to(torch.float32)
+    s = _window_sum_valid(x, size, -2)
+    v = torch.empty(s.shape, dtype=torch.float64, device=s.device)
+    torch.div(s, size, out=v)  # computed in float32 (the inputs' type), stored as float64: one pass
+    t = _window_sum_valid(v, size, -1)
+    u = torch.empty(t.shape, dtype=torch.float32, device=t.device)
+    return torch.div(t, size, out=u)  # computed in float64, rounded once to float32
 
 
 def _ssim_skimage_f32(x: Tensor, ys: Tensor, size: int, data_range: float, sample_covariance: bool,

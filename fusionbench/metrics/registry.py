@@ -91,16 +91,17 @@ _TABLE = [
      "+inf when F equals both sources; -inf when the peak is 0 and the error is not"),
     ("CE", ("cross_entropy",), False, True,
      "cross entropy (KL divergence) of each source's histogram relative to F's, in bits, averaged",
-     "see the preset's implementation"),
+     "always finite: bins where either histogram is empty are skipped (0 when nothing is left)"),
     ("EI", ("edge_intensity",), True, False,
      "edge intensity: mean Sobel gradient magnitude of the fused image",
      "0 for a constant image"),
     ("Qcb", ("Q_CB", "chen_blum"), True, True,
      "Chen-Blum human-perception metric (contrast preservation after CSF filtering)",
-     "see the preset's implementation"),
+     "where MATLAB gives NaN: contrast 0 for an all-zero neighbourhood, preservation 1 where both contrasts are 0, "
+     "equal saliency weights where both sources have none"),
     ("Qcv", ("Q_CV", "chen_varshney"), False, True,
      "Chen-Varshney human-perception metric (saliency-weighted CSF-filtered distortion)",
-     "see the preset's implementation"),
+     "when neither source has an edge (zero saliency everywhere), the equal-weight mean of the two distortions"),
 ]
 
 ORDER = tuple(row[0] for row in _TABLE)

@@ -6,9 +6,14 @@ then runs every requested metric vectorised over the batch.
 
 :func:`score_files` is what ``fusionbench score`` and ``fusionbench eval`` use: it reads only image
 headers first, groups the images by size and channel layout into batches of at most
-``batch_size``, decodes the next batch in worker threads while the current one is scored (so at
-most two batches are in memory), and yields one result per image. A file that cannot be decoded
-or whose size differs from its counterparts yields an error message for that image only.
+``batch_size``, decodes files in worker threads while other worker threads score earlier batches
+(at most ``workers + 1`` batches in memory), and yields one result per image. A file that cannot
+be decoded or whose size differs from its counterparts yields an error message for that image
+only.
+
+On CPU, parallelism comes from threads that each score whole images with single-threaded torch
+operations. Intra-operation threading (one synchronisation point per tensor operation) was
+measured to be up to 10x slower on a loaded 2-core machine.
 """
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import DataError, FusionBenchError, ImageReadError, SizeMismatchError
+from ..errors import FusionBenchError, ImageReadError, SizeMismatchError
 from .presets import get_preset
 from .registry import MetricRequest, parse_metrics
 
@@ -185,22 +190,72 @@ def _decode(path: Path) -> np.ndarray:
     return read_image(path)
 
 
+def _single_threaded_worker() -> None:
+    torch.set_num_threads(1)  # applies to this worker thread only
+
+
+def _score_chunk(chunk, reqs, device, dtype, want_notes: bool):
+    """Runs in a scoring worker: wait for the chunk's decoded arrays, batch them, score them.
+
+    Returns ``(results, notes)``: results are ``(stem, values or None, error or None)``.
+    """
+    results, notes = [], []
+    good: OrderedDict[tuple, list] = OrderedDict()
+    for stem, futs in chunk:
+        try:
+            arrs = [fu.result() for fu in futs]
+        except FusionBenchError as e:
+            results.append((stem, None, str(e)))
+            continue
+        key = tuple(x.shape for x in arrs)
+        if len({sh[:2] for sh in key}) > 1:  # header and pixels disagree: trust the pixels
+            results.append((stem, None, f"size mismatch for {stem!r}: decoded sizes {[sh[:2] for sh in key]}"))
+            continue
+        good.setdefault(key, []).append((stem, arrs))
+    for items in good.values():
+        stems = [st for st, _ in items]
+        tensors = []
+        for j in range(3):
+            x = torch.from_numpy(np.stack([arrs[j] for _, arrs in items])).permute(0, 3, 1, 2)
+            tensors.append(x.contiguous().to(device, non_blocking=True))
+        if want_notes:
+            for j, role in enumerate(("fused", "a", "b")):
+                flat = tensors[j].flatten(1)
+                for st, const in zip(stems, (flat.amax(1) == flat.amin(1)).tolist()):
+                    if const:
+                        notes.append((st, f"constant {role} image (metrics take their documented values; "
+                                          "see `fusionbench metrics --json`)"))
+        try:
+            vals = score_batch(*tensors, reqs, dtype=dtype)
+        except FusionBenchError as e:
+            results += [(st, None, f"{st}: {e}") for st in stems]
+            continue
+        host = {k: v.detach().to("cpu", torch.float64).tolist() for k, v in vals.items()}
+        results += [(st, {k: host[k][i] for k in host}, None) for i, st in enumerate(stems)]
+    return results, notes
+
+
 def score_files(triples: Iterable[tuple], requests, device=None, dtype=torch.float32, batch_size: int = 16,
                 progress: bool = True, label: str = "scoring", preset: str | None = None,
                 workers: int | None = None, on_note: Callable[[str, str], None] | None = None,
                 ) -> Iterator[tuple[str, dict | None, str | None]]:
     """Score image files; yield ``(stem, {label: float}, None)`` or ``(stem, None, error)`` per image.
 
-    ``triples`` are ``(stem, fused_path, a_path, b_path)``. Images are grouped by size and channel
-    layout (fused, a, b) into batches of at most ``batch_size``; results come batch by batch, not in
-    input order. Decoding runs in ``workers`` threads (default: number of CPUs, at most 8) and
-    overlaps with scoring; on CPU the same number of threads score cache-sized chunks of each batch
-    concurrently (see :func:`score_batch`). ``on_note(stem, message)`` receives non-fatal observations (16-bit
-    files scaled to 8 bit, constant images).
+    ``triples`` are ``(stem, fused_path, a_path, b_path)``. Only the headers are read first; images
+    are grouped by size and channel layout (fused, a, b) into batches of at most ``batch_size``.
+    ``workers`` threads (default: the number of CPUs, at most 8) decode files, and on CPU as many
+    threads score batches concurrently, each running its torch operations single-threaded (no
+    per-operation synchronisation; a dataset whose images all differ in size still uses every
+    core). At most ``workers + 1`` batches are in memory. Every file is decoded once. Results come
+    batch by batch, not in input order. ``on_note(stem, message)`` receives non-fatal observations
+    (16-bit files scaled to 8 bit, constant images); it is called from the consuming thread.
     """
+    from collections import deque
+
     reqs = _as_requests(requests, preset)
     device = torch.device(device) if device is not None else torch.device("cpu")
-    if device.type == "cpu":
+    cpu = device.type == "cpu"
+    if cpu:
         tune_allocator()
     triples = [(str(s), Path(f), Path(a), Path(b)) for s, f, a, b in triples]
     batches: OrderedDict[tuple, list] = OrderedDict()
@@ -231,6 +286,8 @@ def score_files(triples: Iterable[tuple], requests, device=None, dtype=torch.flo
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(triples), desc=label, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False)
+    nw = workers or min(8, os.cpu_count() or 1)
+    decode_pool = score_pool = None
     try:
         for stem, msg in errors:
             if bar is not None:
@@ -238,53 +295,32 @@ def score_files(triples: Iterable[tuple], requests, device=None, dtype=torch.flo
             yield stem, None, msg
         if not chunks:
             return
-        nw = workers or min(8, os.cpu_count() or 1)
-        with ThreadPoolExecutor(max_workers=nw, thread_name_prefix="fusionbench-decode") as pool:
-            def submit(chunk):
-                return [(t[0], [pool.submit(_decode, p) for p in t[1:]]) for t in chunk]
+        decode_pool = ThreadPoolExecutor(max_workers=nw, thread_name_prefix="fusionbench-decode")
+        n_score = nw if cpu else 1
+        score_pool = ThreadPoolExecutor(max_workers=n_score, thread_name_prefix="fusionbench-score",
+                                        initializer=_single_threaded_worker if cpu else None)
 
-            pending = submit(chunks[0])
-            for k in range(len(chunks)):
-                current = pending
-                pending = submit(chunks[k + 1]) if k + 1 < len(chunks) else None
-                good: OrderedDict[tuple, list] = OrderedDict()
-                for stem, futs in current:
-                    try:
-                        arrs = [fu.result() for fu in futs]
-                    except FusionBenchError as e:
-                        if bar is not None:
-                            bar.update(1)
-                        yield stem, None, str(e)
-                        continue
-                    key = tuple(x.shape for x in arrs)
-                    if len({s[:2] for s in key}) > 1:  # header and pixels disagree: trust the pixels
-                        if bar is not None:
-                            bar.update(1)
-                        yield stem, None, f"size mismatch for {stem!r}: decoded sizes {[s[:2] for s in key]}"
-                        continue
-                    good.setdefault(key, []).append((stem, arrs))
-                del current
-                for items in good.values():
-                    stems = [s for s, _ in items]
-                    tensors = []
-                    for j in range(3):
-                        x = torch.from_numpy(np.stack([arrs[j] for _, arrs in items])).permute(0, 3, 1, 2)
-                        tensors.append(x.contiguous().to(device, non_blocking=True))
-                    if on_note is not None:
-                        for j, role in enumerate(("fused", "a", "b")):
-                            flat = tensors[j].flatten(1)
-                            const = (flat.amax(1) == flat.amin(1)).tolist()
-                            for s, c in zip(stems, const):
-                                if c:
-                                    on_note(s, f"constant {role} image (metrics take their documented values; see `fusionbench metrics --json`)")
-                    vals = score_batch(*tensors, reqs, dtype=dtype, workers=nw)
-                    host = {k2: v.detach().to("cpu", torch.float64).tolist() for k2, v in vals.items()}
-                    del tensors, vals
-                    for i, s in enumerate(stems):
-                        if bar is not None:
-                            bar.update(1)
-                        yield s, {k2: host[k2][i] for k2 in host}, None
+        def submit(chunk):
+            decoding = [(t[0], [decode_pool.submit(_decode, p) for p in t[1:]]) for t in chunk]
+            return score_pool.submit(_score_chunk, decoding, reqs, device, dtype, on_note is not None)
+
+        todo = iter(chunks)
+        pending = deque(submit(c) for _, c in zip(range(n_score + 1), todo))
+        while pending:
+            results, notes = pending.popleft().result()
+            nxt = next(todo, None)
+            if nxt is not None:
+                pending.append(submit(nxt))
+            for st, msg in notes:
+                on_note(st, msg)
+            for res in results:
+                if bar is not None:
+                    bar.update(1)
+                yield res
     finally:
+        for pool in (score_pool, decode_pool):
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
             bar.close()
 
