@@ -99,9 +99,9 @@ def test_reference_metric_names_resolve():
 
 
 def test_float32_close_to_reference():
-    """The float32 default stays within 2e-5 of the reference (SSIM and VIF are computed the
+    """The float32 default stays within 1e-6 of the reference (SSIM and VIF are computed the
     reference's way whatever the dtype; the rest carries float32 rounding)."""
     for dataset, method in (("vifb", "SeAFusion"), ("tno", "DenseFuse")):
         sub, ours = score_method(dataset, method, dtype=torch.float32)
         worst = max(relative_errors(sub, ours))
-        assert worst[0] < 2e-5 or worst[1] < 1e-6, worst
+        assert worst[0] < 1e-6 or worst[1] < 1e-6, worst

@@ -41,6 +41,7 @@ __all__ = [
     "scd",
     "vif",
     "vifp_pair",
+    "gaussian_window",
     "qabf",
     "ssim",
     "ssim_pair",
@@ -132,9 +133,9 @@ def entropy(fused: Tensor, levels: int = 256) -> Tensor:
     n, c, (x,) = _per_channel(fused)
     q = _levels(x, levels).view(n * c, -1)
     h = _histograms(q, levels)
-    p = h.to(fused.dtype) / q.shape[1]
+    p = h.to(torch.float64) / q.shape[1]  # the histogram is small: accumulate in float64
     e = 0.0 - (p * torch.log2(torch.where(h > 0, p, torch.ones_like(p)))).sum(1)  # 0.0 - x: no -0.0
-    return _channel_mean(e, n, c)
+    return _channel_mean(e.to(fused.dtype), n, c)
 
 
 def standard_deviation(fused: Tensor) -> Tensor:
@@ -203,9 +204,12 @@ def average_gradient(fused: Tensor, normalize: str = "pixels") -> Tensor:
 # information theory
 # --------------------------------------------------------------------------------------------
 def _plogp_sum(counts: Tensor, total: int, dtype, dim) -> Tensor:
-    """-sum p log p (nats) of integer counts along ``dim``, p = counts / total."""
-    p = counts.to(dtype) / total
-    return 0.0 - (p * torch.log(torch.where(counts > 0, p, torch.ones_like(p)))).sum(dim)
+    """-sum p log p (nats) of integer counts along ``dim``, p = counts / total.
+
+    Accumulated in float64 (histograms are small next to the images), returned in ``dtype``.
+    """
+    p = counts.to(torch.float64) / total
+    return (0.0 - (p * torch.log(torch.where(counts > 0, p, torch.ones_like(p)))).sum(dim)).to(dtype)
 
 
 def _joint_counts(x: Tensor, ys: Tensor, levels: int) -> Tensor:
@@ -220,10 +224,11 @@ def _joint_counts(x: Tensor, ys: Tensor, levels: int) -> Tensor:
 
 def _mi_from_joint(joint: Tensor, total: int, dtype) -> Tensor:
     """MI (nats) from joint counts (..., L, L) over ``total`` pixels."""
-    hx = _plogp_sum(joint.sum(-1), total, dtype, -1)
-    hy = _plogp_sum(joint.sum(-2), total, dtype, -1)
-    hxy = _plogp_sum(joint.flatten(-2), total, dtype, -1)
-    return (hx + hy - hxy).clamp_min(0) + 0.0
+    f64 = torch.float64
+    hx = _plogp_sum(joint.sum(-1), total, f64, -1)
+    hy = _plogp_sum(joint.sum(-2), total, f64, -1)
+    hxy = _plogp_sum(joint.flatten(-2), total, f64, -1)
+    return ((hx + hy - hxy).clamp_min(0) + 0.0).to(dtype)
 
 
 def mutual_information(fused: Tensor, a: Tensor, b: Tensor, levels: int = 256) -> Tensor:
