@@ -43,7 +43,14 @@ def _fmt(v: float) -> str:
               help="Threads that decode files and (on CPU) score batches (default: CPU count, at most 8).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or table of means.")
 def score(ir, vi, fused, metrics, preset, device, dtype, batch_size, out, skip_missing, keep_going, workers, quiet):
-    """Score every fused image against its two sources; print a long CSV image,metric,value."""
+    """Score every fused image against its two sources; print a long CSV image,metric,value.
+
+    Files are paired by stem (png, jpg, bmp, tif). Exit codes: 0 ok, 1 data problem (empty
+    folder, files without counterpart, size mismatch, unreadable file), 2 usage error. With
+    --keep-going the good images are still written. 16-bit files are scaled to 8 bit with
+    round(v / 257); grey and colour files may be mixed (each preset converts them its own way);
+    constant images get the documented values of `fusionbench metrics --json`.
+    """
     from ..device import pick_device, pick_dtype
     from ..errors import DataError
     from ..metrics import get_preset, parse_metrics
