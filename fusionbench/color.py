@@ -39,7 +39,8 @@ def is_grey(x: Tensor) -> Tensor:
 def luma(x: Tensor, weights=BT601) -> Tensor:
     """Weighted sum of R, G, B in the input dtype, no rounding: (N, 1, H, W).
 
-    In float32 this equals OpenCV ``cvtColor(float32, BGR2GRAY)`` (products summed in R, G, B order).
+    Products are summed in R, G, B order. OpenCV's float ``cvtColor(BGR2GRAY)`` sums (B + G) + R, which can
+    differ in the last float32 bit; the cddfuse metric preset reproduces OpenCV's order exactly.
     """
     _check_rgb(x)
     if x.shape[1] == 1:
