@@ -33,6 +33,7 @@ class FuseReport:
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)  # results-folder methods: no output provided
 
     @property
     def ok(self) -> bool:

@@ -117,7 +117,7 @@ def test_failure_on_one_image_reported_rest_scored(tmp_path):
 def test_results_folder_method(tmp_path):
     data = make_data(tmp_path / "d")
     theirs = tmp_path / "theirs"
-    for i in range(3):
+    for i in range(2):  # a partial results folder: s2 has no output
         write_image(theirs / f"s{i}.jpg", np.full((24, 28), 100 + i, np.uint8))
     out = tmp_path / "run"
     r = run("eval", "--methods", "fake-mean", "--data", data, "--out", out, "--metrics", "SD", "--results", f"Theirs={theirs}",
@@ -126,6 +126,10 @@ def test_results_folder_method(tmp_path):
     scores = pd.read_csv(out / "scores.csv", dtype={"image": str})
     assert set(scores["method"]) == {"FakeMean", "Theirs"}
     assert scores.query("method == 'Theirs'")["value"].abs().max() < 2  # near-constant JPEGs: SD ~ 0
+    assert sorted(set(scores.query("method == 'Theirs'")["image"])) == ["s0", "s1"]
+    assert "fewer than the dataset" in r.output
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["incomplete"] == {"d/Theirs": ["s2"]}
 
 
 def test_bad_results_arg_and_unknown_method(tmp_path):

@@ -53,6 +53,7 @@ class EvalResult:
     run_dir: Path
     skipped: dict = field(default_factory=dict)  # method -> reason
     failed: dict = field(default_factory=dict)  # (dataset, method) -> {stem: message}
+    incomplete: dict = field(default_factory=dict)  # "dataset/method" -> stems a results folder lacks
     n_scores: int = 0
 
     @property
@@ -129,8 +130,8 @@ def fuse_method(run: MethodRun, dataset, out_dir: Path, hashes: _FileHashes, tas
                     report.skipped.append(job.stem)
                     continue
                 src = _results_file(run.results_dir, job.stem)
-                if src is None:
-                    report.failed[job.stem] = f"no output for {job.stem} in {run.results_dir}"
+                if src is None:  # partial results folders are common (published subsets): not an error
+                    report.missing.append(job.stem)
                     continue
                 _copy_as_png(src, job.out)
                 remember(job)
@@ -244,7 +245,9 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
                 continue
             if rep.failed:
                 result.failed.setdefault((ds.name, m.name), {}).update(rep.failed)
-            stems = [p.stem for p in ds.pairs if p.stem not in rep.failed]
+            if rep.missing:
+                result.incomplete[f"{ds.name}/{m.name}"] = rep.missing
+            stems = [p.stem for p in ds.pairs if p.stem not in rep.failed and p.stem not in rep.missing]
             if not stems:
                 continue
             used.setdefault(m.name, {"registry": m.key, "weights_sha256": m.weights, "options": m.options, "results_dirs": {}})
@@ -274,6 +277,7 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
         "dtype": str(dtype).replace("torch.", ""), "preset": preset, "metrics": [r.label for r in requests],
         "datasets": ds_meta, "methods": used, "skipped": result.skipped,
         "failed": {f"{d}/{m}": v for (d, m), v in result.failed.items()},
+        "incomplete": result.incomplete,
         "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv),
     }
     write_text_atomic(run_dir / "provenance.json", json.dumps(prov, indent=2))
