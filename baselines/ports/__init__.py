@@ -14,13 +14,7 @@ PORT_MODULES = ("ifcnn", "densefuse", "didfuse", "seafusion", "tardal", "lrrnet"
 def _collect():
     out = []
     for name in PORT_MODULES:
-        try:
-            mod = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"{__name__}.{name}":  # port not written (yet): nothing to register
-                continue
-            raise
-        out.extend(mod.ENTRIES)
+        out.extend(importlib.import_module(f"{__name__}.{name}").ENTRIES)
     return out
 
 
