@@ -11,9 +11,9 @@ from fusionbench.weights import load_into, load_state_dict, resolve, sha256sum
 from .nets import FusionNet
 from .official import OUTPUTS, ReFusionFuser
 
-NOT_TRAINED = (
-    "the fusionbench-trained ReFusion weights have not been trained yet (no {name} bundled); train them with "
-    "`fusionbench train refusion` and pass the checkpoint with --weights"
+NOT_FOUND = (
+    "the bundled weights {name} are missing from this installation (reinstall fusionbench-toolkit), "
+    "or pass a checkpoint of `fusionbench train refusion` with --weights"
 )
 
 
@@ -43,7 +43,7 @@ def build(weights: dict | None = None, device: torch.device | str | None = None,
         try:
             weights.update(resolve(info, task))
         except WeightsError:
-            raise WeightsError(f"{info.display}: " + NOT_TRAINED.format(name=wf.name)) from None
+            raise WeightsError(f"{info.display}: " + NOT_FOUND.format(name=wf.name)) from None
     path = Path(weights[wf.name])
     from .entry import WEIGHTS_DIR
 

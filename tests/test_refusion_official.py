@@ -347,15 +347,14 @@ def test_ours_loads_plain_and_wrapped_state(tmp_path):
         ours.build(weights={"refusion_ours_ivif.pt": tmp_path / "bad.pt"}, device=torch.device("cpu"))
 
 
-def test_ours_untrained_message(monkeypatch, tmp_path):
-    from refusion import entry, ours
+def test_ours_missing_bundled_weights_message(monkeypatch):
+    from refusion import ours
 
-    bundled = entry.WEIGHTS_DIR / entry.OURS_FILE
-    if bundled.is_file():
-        pytest.skip("trained weights are bundled; nothing to check")
-    monkeypatch.setenv("FUSIONBENCH_WEIGHTS", str(tmp_path))
-    monkeypatch.setenv("FUSIONBENCH_CACHE", str(tmp_path))
-    with pytest.raises(WeightsError, match="not been trained yet"):
+    def gone(*a, **k):
+        raise WeightsError("not found")
+
+    monkeypatch.setattr(ours, "resolve", gone)  # as if the package data had not been installed
+    with pytest.raises(WeightsError, match="missing from this installation"):
         ours.build(weights={}, device=torch.device("cpu"), task="ivif")
 
 
