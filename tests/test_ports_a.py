@@ -12,29 +12,12 @@ from baselines.ports import densefuse, didfuse, ifcnn, seafusion
 from baselines.ports._common import imageio_u8, minmax, truncate_u8
 from fusionbench.errors import DataError, SizeMismatchError, UsageError, WeightsError
 from fusionbench.io import read_image
-from fusionbench.paths import data_dir, shared_dir
+from fusionbench.paths import data_dir
 from fusionbench.weights import load_state_dict, resolve, sha256sum
 
 MODULES = {"ifcnn": ifcnn, "densefuse": densefuse, "didfuse": didfuse, "seafusion": seafusion}
 SMALL = ("RoadScene_FLIR_04269", "RoadScene_FLIR_04424")  # the two smallest reference pairs
-ALL = (
-    "RoadScene_FLIR_00211", "RoadScene_FLIR_00977", "RoadScene_FLIR_01130", "RoadScene_FLIR_04269",
-    "RoadScene_FLIR_04424", "RoadScene_FLIR_04484", "TNO_01", "TNO_02", "TNO_03", "TNO_04", "TNO_05", "TNO_06",
-)
-
-
-@pytest.fixture(scope="module")
-def shared():
-    s = shared_dir()
-    if s is None or not (s / "weights").is_dir() or not (s / "reference" / "outputs").is_dir():
-        pytest.skip("../shared not found (weights and reference outputs needed)")
-    return s
-
-
-@pytest.fixture()
-def wenv(shared, monkeypatch):
-    monkeypatch.setenv("FUSIONBENCH_WEIGHTS", str(shared / "weights"))
-    return shared / "weights"
+from port_pairs import ALL  # noqa: E402  (the 12 IVIF reference pairs)
 
 
 _FUSERS: dict = {}

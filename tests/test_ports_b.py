@@ -11,7 +11,6 @@ import torch
 from baselines.ports import datfuse, lrrnet, tardal
 from fusionbench.errors import SizeMismatchError, UsageError, WeightsError
 from fusionbench.io import read_image
-from fusionbench.paths import shared_dir
 from fusionbench.weights import load_state_dict, resolve, sha256sum
 
 MODULES = {"tardal": tardal, "lrrnet": lrrnet, "datfuse": datfuse}
@@ -24,24 +23,7 @@ VARIANTS = {
     "datfuse": ("datfuse", {}),
 }
 SMALL = ("RoadScene_FLIR_04269",)  # the smallest reference pair (265 x 546)
-ALL = (
-    "RoadScene_FLIR_00211", "RoadScene_FLIR_00977", "RoadScene_FLIR_01130", "RoadScene_FLIR_04269",
-    "RoadScene_FLIR_04424", "RoadScene_FLIR_04484", "TNO_01", "TNO_02", "TNO_03", "TNO_04", "TNO_05", "TNO_06",
-)
-
-
-@pytest.fixture(scope="module")
-def shared():
-    s = shared_dir()
-    if s is None or not (s / "weights").is_dir() or not (s / "reference" / "outputs").is_dir():
-        pytest.skip("../shared not found (weights and reference outputs needed)")
-    return s
-
-
-@pytest.fixture()
-def wenv(shared, monkeypatch):
-    monkeypatch.setenv("FUSIONBENCH_WEIGHTS", str(shared / "weights"))
-    return shared / "weights"
+from port_pairs import ALL  # noqa: E402  (the 12 IVIF reference pairs)
 
 
 _FUSERS: dict = {}
