@@ -21,6 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from . import _native
 from . import functional as FM
 
 REFERENCE = "CDDFuse utils/Evaluator.py (github.com/Zhaozixiang1228/MMIF-CDDFuse @ fd8da1f), images read as luma"
@@ -47,8 +48,30 @@ def luma_rounded(x: Tensor) -> Tensor:
 
 
 def prepare_cddfuse(fused: Tensor, a: Tensor, b: Tensor, dtype=torch.float32) -> tuple[Tensor, Tensor, Tensor]:
-    """Colour preparation of the ``cddfuse`` preset, once per batch: rounded luma in ``dtype``."""
+    """Colour preparation of the ``cddfuse`` preset, once per batch: rounded luma in ``dtype``.
+
+    CPU uint8 batches use the native luma kernel when it is available (bit-identical to
+    :func:`luma_rounded`, which is checked on all 2^24 colours in the tests).
+    """
+    if _native.usable(fused, a, b):
+        return tuple(_native.luma(t).to(dtype) for t in (fused, a, b))
     return tuple(luma_rounded(t).to(dtype) for t in (fused, a, b))
+
+
+#: metrics the native CPU kernel computes in one pass over the decoded images
+NATIVE_METRICS = frozenset(_native.CORE_SLOTS)
+
+
+def native_cddfuse(fused: Tensor, a: Tensor, b: Tensor, names) -> dict[str, Tensor] | None:
+    """``{name: float64 (N,)}`` for the metrics of ``names`` in :data:`NATIVE_METRICS`, straight from the
+    decoded uint8 CPU batches, or None when the native kernel cannot be used (CUDA, other dtypes,
+    no compiler, ``FUSIONBENCH_NATIVE=0``). Same values as the eager kernels on the prepared
+    tensors (SSIM bit for bit; the moment-based metrics from exact integer sums).
+    """
+    names = [n for n in names if n in NATIVE_METRICS]
+    if not names or not _native.usable(fused, a, b):
+        return None
+    return _native.cddfuse_core(fused, a, b, names)
 
 
 def _en(f, a, b):

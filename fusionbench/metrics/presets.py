@@ -51,6 +51,10 @@ class Preset:
     metrics: dict = field(default_factory=dict)
     available: bool = True
     unavailable_reason: str = ""
+    #: optional fast path ``native(fused_u8, a_u8, b_u8, names) -> {name: (N,)} | None`` on the decoded
+    #: images for the metrics in ``native_metrics``; None means "not applicable here", use ``prepare``
+    native: Callable | None = None
+    native_metrics: frozenset = frozenset()
 
 
 def _load_cddfuse() -> Preset:
@@ -60,7 +64,7 @@ def _load_cddfuse() -> Preset:
     return Preset(
         "cddfuse", cddfuse.REFERENCE,
         "grey replicated to 3 channels; float32 BT.601 luma (OpenCV order), rounded half to even; one image",
-        cddfuse.prepare_cddfuse, impls)
+        cddfuse.prepare_cddfuse, impls, native=cddfuse.native_cddfuse, native_metrics=cddfuse.NATIVE_METRICS)
 
 
 # metrics VIFB's MATLAB code computes; anything else the vifb module offers is an extension

@@ -121,15 +121,23 @@ def score_batch(fused: Tensor, a: Tensor, b: Tensor, requests, dtype=torch.float
     for r in reqs:
         groups.setdefault(r.preset, []).append(r)
     n = fused.shape[0]
-    if chunk_pixels is None:
-        chunk_pixels = CPU_CHUNK_PIXELS if fused.device.type == "cpu" else 0
-    step = n if chunk_pixels <= 0 else max(1, chunk_pixels // (fused.shape[-1] * fused.shape[-2]))
     presets = []
     for pname, rs in groups.items():
         p = get_preset(pname)
         if not p.available:
             raise FusionBenchError(f"preset {p.name!r} is not available: {p.unavailable_reason}")
         presets.append((p, rs))
+    # requests a preset's native kernel computes straight from the decoded images (CPU uint8)
+    native_ok = fused.device.type == "cpu" and all(t.dtype == torch.uint8 for t in (fused, a, b))
+    all_native = native_ok and all(p.native is not None and r.metric.name in p.native_metrics
+                                   for p, rs in presets for r in rs)
+    if chunk_pixels is None:
+        chunk_pixels = CPU_CHUNK_PIXELS if fused.device.type == "cpu" else 0
+    step = n if chunk_pixels <= 0 else max(1, chunk_pixels // (fused.shape[-1] * fused.shape[-2]))
+    if all_native and chunk_pixels > 0:
+        # the native kernels stream each image through cache-sized buffers: no need for small
+        # chunks, only enough of them to keep every worker busy
+        step = max(step, -(-n // (4 * max(1, workers))))
 
     def run(i: int, single_thread: bool) -> dict[str, Tensor]:
         if single_thread:
@@ -138,8 +146,18 @@ def score_batch(fused: Tensor, a: Tensor, b: Tensor, requests, dtype=torch.float
         with torch.inference_mode():
             fc, ac, bc = fused[i: i + step], a[i: i + step], b[i: i + step]
             for p, rs in presets:
+                rest = rs
+                if native_ok and p.native is not None:
+                    got = p.native(fc, ac, bc, [r.metric.name for r in rs if r.metric.name in p.native_metrics])
+                    if got:
+                        for r in rs:
+                            if r.metric.name in got:
+                                res[r.label] = got[r.metric.name].to(dtype)
+                        rest = [r for r in rs if r.label not in res]
+                if not rest:
+                    continue
                 f2, a2, b2 = p.prepare(fc, ac, bc, dtype)  # colour preparation once per preset
-                for r in rs:
+                for r in rest:
                     res[r.label] = r.implementation.fn(f2, a2, b2).to(dtype)
                 del f2, a2, b2
         return res

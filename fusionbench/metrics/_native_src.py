@@ -1,0 +1,310 @@
+"""C source of the native CPU kernels of the ``cddfuse`` preset (compiled on first use by :mod:`._native`).
+
+Kept as a Python string so that it ships with the package like any other module. Everything
+here is plain C99 (no intrinsics); the compiler vectorises the inner loops. Floating-point
+semantics are strict IEEE (no fast-math, no FMA contraction): the SSIM kernel reproduces
+scikit-image's float32 arithmetic bit for bit and relies on it.
+
+One call scores a batch of N images, one image after the other, so several Python threads can
+call it on different slices of a batch at the same time (ctypes releases the GIL).
+"""
+
+C_SOURCE = r"""
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+
+#define FB_ABI_VERSION 3
+
+int fb_abi_version(void) { return FB_ABI_VERSION; }
+
+/* ---------------------------------------------------------------------------------------
+ * luma: float32 ((B*0.114 + G*0.587) + R*0.299), rounded half to even, as uint8
+ * ------------------------------------------------------------------------------------- */
+static void luma_plane(const uint8_t *src, int c, int64_t hw, uint8_t *dst) {
+    if (c == 1) { memcpy(dst, src, (size_t)hw); return; }
+    const uint8_t *r = src, *g = src + hw, *b = src + 2 * hw;
+    for (int64_t i = 0; i < hw; i++) {
+        float y = (float)b[i] * 0.114f;
+        y = y + (float)g[i] * 0.587f;
+        y = y + (float)r[i] * 0.299f;
+        y = rintf(y);
+        y = y < 0.f ? 0.f : (y > 255.f ? 255.f : y);
+        dst[i] = (uint8_t)(int)y;
+    }
+}
+
+void fb_luma(int64_t n, int64_t hw, const uint8_t *src, int c, uint8_t *dst) {
+    for (int64_t i = 0; i < n; i++) luma_plane(src + i * c * hw, c, hw, dst + i * hw);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * SSIM, scikit-image structural_similarity on float32 images (7x7 box window, sample
+ * covariance, data_range given), bit for bit on integer-valued images.
+ *
+ * scipy.ndimage.uniform_filter: axis 0 first, a running window sum in double divided by 7 in
+ * double, stored as float32; then axis 1 over those float32 values, same arithmetic. On integer
+ * data every window sum is exact (in int32 for the first pass, in double for the second: sums
+ * of seven float32 values of magnitude < 2^16 whose ulp is >= 2^-26), so a sliding or a direct
+ * sum gives the same value as scipy's running sum. Only the 'valid' window positions enter the
+ * mean (skimage crops (7-1)/2 pixels), so reflect padding never matters.
+ * ------------------------------------------------------------------------------------- */
+#define NQ 8  /* x, xx, y1, y1y1, xy1, y2, y2y2, xy2 */
+
+/* RN64(t / 7) without a division: q = RN(t * RN(1/7)) is within an ulp of t/7, r = t - 7q is
+   exact (fma), and RN(q + r * RN(1/7)) is the correctly rounded quotient (Markstein's correction
+   theorem). Division is the bottleneck of this kernel otherwise. */
+static inline double div7(double t) {
+    const double inv7 = 1.0 / 7.0;
+    double q = t * inv7;
+    double r = fma(-q, 7.0, t);
+    return fma(r, inv7, q);
+}
+
+static void ssim_row(const float *restrict ux_, const float *restrict uxx_, const float *restrict uy_,
+                     const float *restrict uyy_, const float *restrict uxy_, float cn, float c1, float c2,
+                     double *restrict acc, int64_t wo) {
+    for (int64_t j = 0; j < wo; j++) {
+        float ux = ux_[j], uy = uy_[j];
+        float uxux = ux * ux, uyuy = uy * uy, uxuy = ux * uy;
+        float vx = cn * (uxx_[j] - uxux), vy = cn * (uyy_[j] - uyuy), vxy = cn * (uxy_[j] - uxuy);
+        float a1 = 2.0f * uxuy + c1, a2 = 2.0f * vxy + c2;
+        float b1 = (uxux + uyuy) + c1, b2 = (vx + vy) + c2;
+        acc[j] += (double)((a1 * a2) / (b1 * b2));
+    }
+}
+
+/* column sums of the 8 SSIM quantities: add rows x/y1/y2 and (unless xo is NULL) remove rows xo/y1o/y2o */
+__attribute__((noinline)) static void colsum_add(
+        int64_t w, int32_t *restrict c0, int32_t *restrict c1, int32_t *restrict c2, int32_t *restrict c3,
+        int32_t *restrict c4, int32_t *restrict c5, int32_t *restrict c6, int32_t *restrict c7,
+        const uint8_t *restrict x, const uint8_t *restrict y1, const uint8_t *restrict y2) {
+    for (int64_t j = 0; j < w; j++) {
+        int32_t xv = x[j], a = y1[j], b = y2[j];
+        c0[j] += xv; c1[j] += xv * xv; c2[j] += a; c3[j] += a * a; c4[j] += xv * a;
+        c5[j] += b; c6[j] += b * b; c7[j] += xv * b;
+    }
+}
+
+__attribute__((noinline)) static void colsum_slide(
+        int64_t w, int32_t *restrict c0, int32_t *restrict c1, int32_t *restrict c2, int32_t *restrict c3,
+        int32_t *restrict c4, int32_t *restrict c5, int32_t *restrict c6, int32_t *restrict c7,
+        const uint8_t *restrict x, const uint8_t *restrict y1, const uint8_t *restrict y2,
+        const uint8_t *restrict xo, const uint8_t *restrict y1o, const uint8_t *restrict y2o) {
+    for (int64_t j = 0; j < w; j++) {
+        int32_t xv = x[j], a = y1[j], b = y2[j], xq = xo[j], ao = y1o[j], bo = y2o[j];
+        c0[j] += xv - xq; c1[j] += xv * xv - xq * xq;
+        c2[j] += a - ao; c3[j] += a * a - ao * ao; c4[j] += xv * a - xq * ao;
+        c5[j] += b - bo; c6[j] += b * b - bo * bo; c7[j] += xv * b - xq * bo;
+    }
+}
+
+static void colsum_update(int32_t *cs, int64_t w, const uint8_t *x, const uint8_t *y1, const uint8_t *y2,
+                          const uint8_t *xo, const uint8_t *y1o, const uint8_t *y2o) {
+    if (xo == NULL)
+        colsum_add(w, cs, cs + w, cs + 2 * w, cs + 3 * w, cs + 4 * w, cs + 5 * w, cs + 6 * w, cs + 7 * w, x, y1, y2);
+    else
+        colsum_slide(w, cs, cs + w, cs + 2 * w, cs + 3 * w, cs + 4 * w, cs + 5 * w, cs + 6 * w, cs + 7 * w,
+                     x, y1, y2, xo, y1o, y2o);
+}
+
+static void ssim_image(const uint8_t *X, const uint8_t *Y1, const uint8_t *Y2, int64_t h, int64_t w,
+                       float cn, float c1, float c2, double *res /* 2 */, void *work) {
+    const int K = 7;
+    int32_t *cs = (int32_t *)work;                 /* NQ * w column sums */
+    double *vd = (double *)(cs + NQ * w + 16);     /* NQ * w first-pass means (float32 values) */
+    double *acc = vd + NQ * w;                     /* 2 * w per-column sums of the SSIM map */
+    float *uf = (float *)(acc + 2 * w);            /* NQ * w second-pass means */
+    int64_t wo = w - K + 1, ho = h - K + 1;
+    memset(cs, 0, sizeof(int32_t) * NQ * w);
+    memset(acc, 0, sizeof(double) * 2 * w);
+    for (int64_t r = 0; r < ho; r++) {
+        /* slide the vertical window (exact integers): add row r+6, remove row r-1 */
+        for (int64_t rr = (r == 0 ? 0 : r + K - 1); rr <= r + K - 1; rr++)
+            colsum_update(cs, w, X + rr * w, Y1 + rr * w, Y2 + rr * w,
+                          r == 0 ? NULL : X + (r - 1) * w, Y1 + (r - 1) * w, Y2 + (r - 1) * w);
+        /* first pass result: float32(sum / 7.0). For integers 0 <= s <= 7 * 255^2,
+           RN32(s * RN64(1/7)) == RN32(RN64(s / 7)) (checked exhaustively in the tests): s/7 is
+           either exact or at least 2^-3 ulp32 away from a float32 rounding boundary. */
+        for (int64_t j = 0; j < NQ * w; j++) vd[j] = (double)(float)((double)cs[j] * (1.0 / 7.0));
+        /* second pass: float32(window sum / 7.0) */
+        for (int q = 0; q < NQ; q++) {
+            const double *restrict v = vd + q * w;
+            float *restrict u = uf + q * w;
+            for (int64_t j = 0; j < wo; j++)
+                u[j] = (float)div7((((((v[j] + v[j + 1]) + v[j + 2]) + v[j + 3]) + v[j + 4]) + v[j + 5]) + v[j + 6]);
+        }
+        /* the SSIM map, float32 as numpy computes it */
+        ssim_row(uf, uf + w, uf + 2 * w, uf + 3 * w, uf + 4 * w, cn, c1, c2, acc, wo);
+        ssim_row(uf, uf + w, uf + 5 * w, uf + 6 * w, uf + 7 * w, cn, c1, c2, acc + w, wo);
+    }
+    double s1 = 0, s2 = 0;
+    for (int64_t j = 0; j < wo; j++) { s1 += acc[j]; s2 += acc[w + j]; }
+    double cnt = (double)ho * (double)wo;
+    res[0] = s1 / cnt;
+    res[1] = s2 / cnt;
+}
+
+/* ---------------------------------------------------------------------------------------
+ * global statistics: histograms, exact integer moments, SF, AG
+ * ------------------------------------------------------------------------------------- */
+typedef struct {
+    int64_t sf, sa, sb, sff, saa, sbb, sfa, sfb, sab, maxf, dx2, dy2;
+    double ag;
+    int64_t hist[256];
+} moments_t;
+
+static void moments_image(const uint8_t *F, const uint8_t *A, const uint8_t *B, int64_t h, int64_t w,
+                          moments_t *m, int32_t *jfa, int32_t *jfb) {
+    memset(m, 0, sizeof(*m));
+    int64_t h4[4][256];
+    memset(h4, 0, sizeof(h4));
+    int64_t hw = h * w;
+    int64_t i = 0;
+    for (; i + 4 <= hw; i += 4) {
+        h4[0][F[i]]++; h4[1][F[i + 1]]++; h4[2][F[i + 2]]++; h4[3][F[i + 3]]++;
+    }
+    for (; i < hw; i++) h4[0][F[i]]++;
+    for (int k = 0; k < 256; k++) m->hist[k] = h4[0][k] + h4[1][k] + h4[2][k] + h4[3][k];
+    if (jfa) {
+        for (i = 0; i < hw; i++) { jfa[(F[i] << 8) | A[i]]++; jfb[(F[i] << 8) | B[i]]++; }
+    }
+    int64_t maxf = 0;
+    for (int k = 255; k >= 0; k--) if (m->hist[k]) { maxf = k; break; }
+    m->maxf = maxf;
+    for (int64_t r = 0; r < h; r++) {
+        const uint8_t *f = F + r * w, *a = A + r * w, *b = B + r * w;
+        int64_t sf = 0, sa = 0, sb = 0, sff = 0, saa = 0, sbb = 0, sfa = 0, sfb = 0, sab = 0, dx2 = 0, dy2 = 0;
+        for (int64_t j = 0; j < w; j++) {
+            int32_t fv = f[j], av = a[j], bv = b[j];
+            sf += fv; sa += av; sb += bv;
+            sff += fv * fv; saa += av * av; sbb += bv * bv;
+            sfa += fv * av; sfb += fv * bv; sab += av * bv;
+        }
+        for (int64_t j = 0; j + 1 < w; j++) { int32_t d = (int32_t)f[j + 1] - f[j]; dx2 += d * d; }
+        if (r + 1 < h) {
+            const uint8_t *fn = f + w;
+            for (int64_t j = 0; j < w; j++) { int32_t d = (int32_t)fn[j] - f[j]; dy2 += d * d; }
+        }
+        /* AG: numpy.gradient (central inside, one-sided on the borders), per pixel
+           sqrt((gx^2 + gy^2) / 2) = sqrt(q / 8) with q integer; float32 as the reference */
+        const uint8_t *fu = r > 0 ? f - w : f, *fd = r + 1 < h ? f + w : f;
+        int32_t cy = (r > 0 && r + 1 < h) ? 1 : 4;
+        double ag = 0;
+        {
+            int32_t dx = (int32_t)f[1] - f[0], dy = (int32_t)fd[0] - fu[0];
+            ag += (double)sqrtf((float)(4 * dx * dx + cy * dy * dy) / 8.0f);
+            dx = (int32_t)f[w - 1] - f[w - 2]; dy = (int32_t)fd[w - 1] - fu[w - 1];
+            ag += (double)sqrtf((float)(4 * dx * dx + cy * dy * dy) / 8.0f);
+        }
+        for (int64_t j = 1; j + 1 < w; j++) {
+            int32_t dx = (int32_t)f[j + 1] - f[j - 1], dy = (int32_t)fd[j] - fu[j];
+            ag += (double)sqrtf((float)(dx * dx + cy * dy * dy) / 8.0f);
+        }
+        m->sf += sf; m->sa += sa; m->sb += sb; m->sff += sff; m->saa += saa; m->sbb += sbb;
+        m->sfa += sfa; m->sfb += sfb; m->sab += sab; m->dx2 += dx2; m->dy2 += dy2; m->ag += ag;
+    }
+}
+
+/* N^2 * covariance, exactly (then rounded once to double) */
+static inline double ncov(int64_t n, int64_t sxy, int64_t sx, int64_t sy) {
+    __int128 v = (__int128)n * sxy - (__int128)sx * sy;
+    return (double)v;
+}
+
+static inline double corr_from(double cxy, double cxx, double cyy) {
+    double den = sqrt(cxx * cyy);  /* both >= 0: exact integer variances */
+    return den != 0 ? cxy / den : 0.0;
+}
+
+/* sum over counts of c * ln c */
+static double clogc_sum(const int32_t *c, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) if (c[i] > 1) s += (double)c[i] * log((double)c[i]);
+    return s;
+}
+
+static double clogc_sum64(const int64_t *c, int64_t n) {
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) if (c[i] > 1) s += (double)c[i] * log((double)c[i]);
+    return s;
+}
+
+/* mutual information (nats) of F with a source from their joint histogram */
+static double mi_from_joint(const int32_t *j, const int64_t *hf, int64_t total) {
+    int64_t hs[256];
+    memset(hs, 0, sizeof(hs));
+    for (int f = 0; f < 256; f++) {
+        const int32_t *row = j + (f << 8);
+        for (int s = 0; s < 256; s++) hs[s] += row[s];
+    }
+    double n = (double)total, ln = log(n);
+    double hx = ln - clogc_sum64(hf, 256) / n, hy = ln - clogc_sum64(hs, 256) / n;
+    double hxy = ln - clogc_sum(j, 65536) / n;
+    double mi = hx + hy - hxy;
+    return (mi > 0 ? mi : 0.0) + 0.0;
+}
+
+/* output slots per image */
+enum { O_EN, O_SD, O_SF, O_AG, O_SCD, O_SSIM, O_MI, O_MSE, O_CC, O_PSNR, O_RMSE, NOUT };
+enum { FL_MOM = 1, FL_SSIM = 2, FL_MI = 4 };
+
+int fb_cddfuse_core(int64_t n, int64_t h, int64_t w, const uint8_t *f, int cf, const uint8_t *a, int ca,
+                    const uint8_t *b, int cb, int flags, float cn, float c1, float c2, double *out) {
+    int64_t hw = h * w;
+    if (h < 7 || w < 7) return -1;
+    uint8_t *lum = (uint8_t *)malloc((size_t)(3 * hw));
+    void *work = malloc(sizeof(int32_t) * (NQ * w + 16) + sizeof(double) * (NQ * w + 2 * w) + sizeof(float) * NQ * w + 64);
+    int32_t *joint = (flags & FL_MI) ? (int32_t *)malloc(sizeof(int32_t) * 2 * 65536) : NULL;
+    moments_t *m = (moments_t *)malloc(sizeof(moments_t));
+    if (!lum || !work || !m || ((flags & FL_MI) && !joint)) { free(lum); free(work); free(joint); free(m); return -2; }
+    for (int64_t i = 0; i < n; i++) {
+        uint8_t *F = lum, *A = lum + hw, *B = lum + 2 * hw;
+        luma_plane(f + i * cf * hw, cf, hw, F);
+        luma_plane(a + i * ca * hw, ca, hw, A);
+        luma_plane(b + i * cb * hw, cb, hw, B);
+        double *o = out + i * NOUT;
+        if (flags & (FL_MOM | FL_MI)) {
+            if (joint) memset(joint, 0, sizeof(int32_t) * 2 * 65536);
+            moments_image(F, A, B, h, w, m, joint, joint ? joint + 65536 : NULL);
+            double N = (double)hw;
+            /* EN, bits */
+            double en = 0;
+            for (int k = 0; k < 256; k++) if (m->hist[k]) { double p = (double)m->hist[k] / N; en -= p * log2(p); }
+            o[O_EN] = en + 0.0;
+            double vff = ncov(hw, m->sff, m->sf, m->sf), vaa = ncov(hw, m->saa, m->sa, m->sa),
+                   vbb = ncov(hw, m->sbb, m->sb, m->sb);
+            double cfa = ncov(hw, m->sfa, m->sf, m->sa), cfb = ncov(hw, m->sfb, m->sf, m->sb),
+                   cab = ncov(hw, m->sab, m->sa, m->sb);
+            o[O_SD] = sqrt(vff) / N;
+            o[O_SF] = sqrt((double)m->dx2 / (double)(h * (w - 1)) + (double)m->dy2 / (double)((h - 1) * w));
+            o[O_AG] = m->ag / N;
+            /* corr(A, F - B) + corr(B, F - A), from exact integer moments */
+            {
+                __int128 nn = hw;
+                __int128 c_a_fb = (nn * (m->sfa - m->sab)) - (__int128)m->sa * (m->sf - m->sb);
+                __int128 c_b_fa = (nn * (m->sfb - m->sab)) - (__int128)m->sb * (m->sf - m->sa);
+                __int128 v_fb = nn * (m->sff - 2 * m->sfb + m->sbb) - (__int128)(m->sf - m->sb) * (m->sf - m->sb);
+                __int128 v_fa = nn * (m->sff - 2 * m->sfa + m->saa) - (__int128)(m->sf - m->sa) * (m->sf - m->sa);
+                o[O_SCD] = corr_from((double)c_a_fb, vaa, (double)v_fb) + corr_from((double)c_b_fa, vbb, (double)v_fa);
+            }
+            o[O_CC] = (corr_from(cfa, vaa, vff) + corr_from(cfb, vbb, vff)) / 2;
+            int64_t ea = m->saa - 2 * m->sfa + m->sff, eb = m->sbb - 2 * m->sfb + m->sff;
+            double mse = ((double)ea / N + (double)eb / N) / 2;
+            o[O_MSE] = mse;
+            o[O_RMSE] = sqrt(mse);
+            double pk = (double)m->maxf;
+            o[O_PSNR] = mse > 0 ? 10.0 * log10(pk * pk / mse) : INFINITY;
+            if (joint) o[O_MI] = mi_from_joint(joint, m->hist, hw) + mi_from_joint(joint + 65536, m->hist, hw);
+        }
+        if (flags & FL_SSIM) {
+            double s[2];
+            ssim_image(F, A, B, h, w, cn, c1, c2, s, work);
+            o[O_SSIM] = s[0] + s[1];
+        }
+    }
+    free(lum); free(work); free(joint); free(m);
+    return 0;
+}
+"""

@@ -1,0 +1,102 @@
+"""The native CPU kernels of the cddfuse preset agree with the eager torch kernels.
+
+The eager kernels are the ones checked against the CDDFuse reference values
+(tests/test_metrics_cddfuse.py); here the native path is compared with them on synthetic
+images of awkward sizes, mixed channel layouts and degenerate content.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fusionbench.metrics import _native, parse_metrics, score_batch
+from fusionbench.metrics import cddfuse as C
+
+pytestmark = pytest.mark.skipif(_native.library() is None, reason=f"native kernels: {_native.status()}")
+
+ALL_NATIVE = ",".join(_native.CORE_SLOTS)
+
+
+def _eager(f, a, b, spec, dtype=torch.float64):
+    reqs = parse_metrics(spec, preset="cddfuse")
+    f2, a2, b2 = (C.luma_rounded(t).to(dtype) for t in (f, a, b))
+    return {r.label: r.implementation.fn(f2, a2, b2) for r in reqs}
+
+
+def _native_scores(f, a, b, spec, dtype=torch.float64):
+    return score_batch(f, a, b, spec, dtype=dtype)
+
+
+def _images(n, c, h, w, kind, seed):
+    g = torch.Generator().manual_seed(seed)
+    if kind == "noise":
+        return torch.randint(0, 256, (n, c, h, w), generator=g, dtype=torch.uint8)
+    if kind == "smooth":
+        base = torch.rand(n, c, max(2, h // 6), max(2, w // 6), generator=g) * 255
+        up = torch.nn.functional.interpolate(base, size=(h, w), mode="bilinear", align_corners=False)
+        return (up + torch.randn(n, c, h, w, generator=g)).round().clamp(0, 255).to(torch.uint8)
+    if kind == "flat":  # large flat areas: SSIM depends on float32 rounding there
+        x = torch.full((n, c, h, w), 0, dtype=torch.uint8)
+        x[..., : h // 2, :] = torch.randint(0, 256, (n, c, 1, 1), generator=g, dtype=torch.uint8)
+        x[..., h // 2:, w // 3:] = 255
+        return x
+    raise ValueError(kind)
+
+
+def test_luma_matches_eager_on_every_colour():
+    x = torch.arange(2 ** 24, dtype=torch.int64)
+    rgb = torch.stack([(x >> 16) & 255, (x >> 8) & 255, x & 255]).to(torch.uint8).view(1, 3, 4096, 4096)
+    assert torch.equal(_native.luma(rgb).to(torch.float32), C.luma_rounded(rgb))
+
+
+def test_first_pass_division_shortcut_is_exact():
+    # the kernel computes float32(s / 7) as float32(s * (1/7)) for integer window sums s
+    s = np.arange(0, 7 * 255 * 255 + 1, dtype=np.float64)
+    assert np.array_equal((s / 7).astype(np.float32), (s * (1 / 7)).astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 16), (2, 17, 23), (2, 40, 31), (1, 64, 200)])
+@pytest.mark.parametrize("kind", ["noise", "smooth", "flat"])
+@pytest.mark.parametrize("chans", [(3, 1, 3), (1, 1, 1), (3, 3, 3)])
+def test_native_matches_eager(shape, kind, chans):
+    n, h, w = shape
+    f, a, b = (_images(n, c, h, w, kind, seed) for c, seed in zip(chans, (1, 2, 3)))
+    got = _native_scores(f, a, b, ALL_NATIVE)
+    want = _eager(f, a, b, ALL_NATIVE)
+    for k in want:
+        g, e = got[k], want[k].to(torch.float64)
+        assert torch.equal(torch.isinf(g), torch.isinf(e)), k
+        fin = torch.isfinite(e)
+        # SSIM: the same float32 maps; AG: per-pixel float32 sqrt as the reference (eager float64 uses double)
+        tol = {"SSIM": 1e-12, "AG": 1e-6}.get(k, 1e-9)
+        assert torch.allclose(g[fin], e[fin], rtol=tol, atol=1e-12), (k, g, e)
+
+
+def test_constant_and_identical_images():
+    f = torch.full((2, 1, 20, 20), 7, dtype=torch.uint8)
+    got = _native_scores(f, f.clone(), torch.zeros_like(f), ALL_NATIVE)
+    want = _eager(f, f.clone(), torch.zeros_like(f), ALL_NATIVE)
+    for k in want:
+        assert torch.equal(got[k], want[k].to(torch.float64)), (k, got[k], want[k])
+
+
+def test_float32_results_and_mixed_requests():
+    f, a, b = (_images(2, c, 30, 30, "smooth", s) for c, s in ((3, 1), (1, 2), (3, 3)))
+    spec = "EN,VIF,SSIM,Qabf,SSIM@vifb,MI"
+    got = score_batch(f, a, b, spec, dtype=torch.float32)
+    assert all(v.dtype == torch.float32 for v in got.values())
+    assert list(got) == ["EN", "VIF", "SSIM", "Qabf", "SSIM@vifb", "MI"]
+    want = _eager(f, a, b, "EN,VIF,SSIM,Qabf,MI", dtype=torch.float32)
+    for k, v in want.items():
+        assert torch.allclose(got[k], v.to(torch.float32), rtol=2e-6, atol=1e-6), k
+
+
+def test_disabled_falls_back_to_eager(monkeypatch):
+    f, a, b = (_images(2, c, 24, 24, "noise", s) for c, s in ((3, 1), (1, 2), (3, 3)))
+    on = score_batch(f, a, b, ALL_NATIVE, dtype=torch.float64)
+    monkeypatch.setenv("FUSIONBENCH_NATIVE", "0")
+    assert _native.library() is None and not _native.usable(f, a, b)
+    off = score_batch(f, a, b, ALL_NATIVE, dtype=torch.float64)
+    for k in on:
+        assert torch.allclose(on[k], off[k], rtol=1e-6 if k == "AG" else 1e-9, atol=1e-12), k
