@@ -31,12 +31,13 @@ from torch import Tensor
 
 from ._native_src import C_SOURCE
 
-ABI_VERSION = 3
+ABI_VERSION = 4
 CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-std=gnu99"]
 
 #: output slots of fb_cddfuse_core, in order
-CORE_SLOTS = ("EN", "SD", "SF", "AG", "SCD", "SSIM", "MI", "MSE", "CC", "PSNR", "RMSE")
-_FLAG = {"SSIM": 2, "MI": 4}  # every other slot comes from the moments pass (flag 1)
+CORE_SLOTS = ("EN", "SD", "SF", "AG", "SCD", "SSIM", "MI", "MSE", "CC", "PSNR", "RMSE", "VIF")
+_ALL_SLOTS = CORE_SLOTS + ("Qabf",)
+_FLAG = {"SSIM": 2, "MI": 4, "VIF": 8, "Qabf": 16}  # every other slot comes from the moments pass (flag 1)
 
 _lock = threading.Lock()
 _lib = None
@@ -102,7 +103,7 @@ def _build() -> ctypes.CDLL:
         raise RuntimeError("stale native library (ABI version mismatch)")
     i64, ptr, cint, f32 = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int, ctypes.c_float
     lib.fb_cddfuse_core.restype = cint
-    lib.fb_cddfuse_core.argtypes = [i64, i64, i64, ptr, cint, ptr, cint, ptr, cint, cint, f32, f32, f32, ptr]
+    lib.fb_cddfuse_core.argtypes = [i64, i64, i64, ptr, cint, ptr, cint, ptr, cint, cint, f32, f32, f32, ptr, ptr]
     lib.fb_luma.restype = None
     lib.fb_luma.argtypes = [i64, i64, ptr, cint, ptr]
     return lib
@@ -159,15 +160,24 @@ def cddfuse_core(f: Tensor, a: Tensor, b: Tensor, names) -> dict[str, Tensor]:
     lib = library()
     f, a, b = _u8(f), _u8(a), _u8(b)
     n, _, h, w = f.shape
-    want = [s for s in CORE_SLOTS if s in names]
+    want = [s for s in _ALL_SLOTS if s in names]
     flags = 0
     for s in want:
         flags |= _FLAG.get(s, 1)
-    out = torch.empty((n, len(CORE_SLOTS)), dtype=torch.float64)
+    out = torch.empty((n, len(_ALL_SLOTS)), dtype=torch.float64)
     win = 49
     cn, c1, c2 = np.float32(win / (win - 1)), np.float32((0.01 * 2.0) ** 2), np.float32((0.03 * 2.0) ** 2)
     rc = lib.fb_cddfuse_core(n, h, w, f.data_ptr(), f.shape[1], a.data_ptr(), a.shape[1], b.data_ptr(),
-                             b.shape[1], flags, float(cn), float(c1), float(c2), out.data_ptr())
+                             b.shape[1], flags, float(cn), float(c1), float(c2), _VIF_TAPS.data_ptr(), out.data_ptr())
     if rc != 0:
         raise RuntimeError(f"native cddfuse kernel failed ({rc})")
-    return {s: out[:, CORE_SLOTS.index(s)] for s in want}
+    return {s: out[:, _ALL_SLOTS.index(s)] for s in want}
+
+
+def _vif_taps() -> Tensor:
+    from .functional import _gaussian_1d
+
+    return torch.tensor([t for size in (17, 9, 5, 3) for t in _gaussian_1d(size, size / 5.0)], dtype=torch.float64)
+
+
+_VIF_TAPS = _vif_taps()

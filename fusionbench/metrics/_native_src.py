@@ -15,7 +15,7 @@ C_SOURCE = r"""
 #include <string.h>
 #include <math.h>
 
-#define FB_ABI_VERSION 3
+#define FB_ABI_VERSION 4
 
 int fb_abi_version(void) { return FB_ABI_VERSION; }
 
@@ -246,12 +246,227 @@ static double mi_from_joint(const int32_t *j, const int64_t *hf, int64_t total) 
     return (mi > 0 ? mi : 0.0) + 0.0;
 }
 
+
+/* ---------------------------------------------------------------------------------------
+ * VIFp (pixel domain, Sheikh & Bovik) as in the CDDFuse evaluator, statistics in double.
+ * Two references (A, B) share the distorted image F. Separable 'valid' Gaussian filtering,
+ * horizontal pass then vertical (as functional._sep_valid), streamed through a ring of the
+ * last k horizontally filtered rows. The sums of log(1 + x) are taken as the log of running
+ * products (mantissa and exponent kept apart, so they never overflow): one log per column
+ * and scale instead of one per pixel.
+ * ------------------------------------------------------------------------------------- */
+typedef struct { const uint8_t *u8; const double *d; double off; int64_t w; } src_t;
+
+static inline void load_row(const src_t *s, int64_t r, double *restrict dst) {
+    if (s->u8) {
+        const uint8_t *restrict p = s->u8 + r * s->w;
+        for (int64_t j = 0; j < s->w; j++) dst[j] = (double)p[j] - s->off;
+    } else {
+        memcpy(dst, s->d + r * s->w, sizeof(double) * (size_t)s->w);
+    }
+}
+
+/* 1-D 'valid' filters with the window length K fixed at compile time, so that the tap loop
+   is unrolled and the column loop vectorised with the accumulator in a register */
+#define DEF_FILT(K)                                                                              \
+    static void hfilt##K(const double *restrict in, int64_t wo, const double *restrict g,          \
+                         double *restrict out) {                                                 \
+        double gg[K];                                                                            \
+        for (int t = 0; t < K; t++) gg[t] = g[t];                                                \
+        for (int64_t j = 0; j < wo; j++) {                                                       \
+            double acc = in[j] * gg[0];                                                          \
+            for (int t = 1; t < K; t++) acc = fma(in[j + t], gg[t], acc);                        \
+            out[j] = acc;                                                                        \
+        }                                                                                        \
+    }                                                                                            \
+    static void vfilt##K(const double *const *rows, int64_t wo, const double *restrict g,        \
+                         double *restrict out) {                                                 \
+        double gg[K];                                                                            \
+        const double *restrict p[K];                                                             \
+        for (int t = 0; t < K; t++) { gg[t] = g[t]; p[t] = rows[t]; }                            \
+        for (int64_t j = 0; j < wo; j++) {                                                       \
+            double acc = p[0][j] * gg[0];                                                        \
+            for (int t = 1; t < K; t++) acc = fma(p[t][j], gg[t], acc);                          \
+            out[j] = acc;                                                                        \
+        }                                                                                        \
+    }
+DEF_FILT(17)
+DEF_FILT(9)
+DEF_FILT(5)
+DEF_FILT(3)
+
+static void hfilt(const double *in, int64_t wo, const double *g, int k, double *out) {
+    switch (k) {
+        case 17: hfilt17(in, wo, g, out); break;
+        case 9: hfilt9(in, wo, g, out); break;
+        case 5: hfilt5(in, wo, g, out); break;
+        default: hfilt3(in, wo, g, out); break;
+    }
+}
+
+static void vfilt(const double *const *rows, int64_t wo, const double *g, int k, double *out) {
+    switch (k) {
+        case 17: vfilt17(rows, wo, g, out); break;
+        case 9: vfilt9(rows, wo, g, out); break;
+        case 5: vfilt5(rows, wo, g, out); break;
+        default: vfilt3(rows, wo, g, out); break;
+    }
+}
+
+/* 'valid' filtering with stride 2 on both axes: out (ho x wo), ho = (h-k)/2+1, wo = (w-k)/2+1 */
+static void downsample(const src_t *src, int64_t h, int64_t w, const double *g, int k, double *out,
+                       double *ring, double *rowbuf) {
+    int64_t wv = w - k + 1, ho = (h - k) / 2 + 1, wo = (w - k) / 2 + 1, next = 0;
+    for (int64_t r = 0; r < ho; r++) {
+        while (next <= 2 * r + k - 1) {
+            load_row(src, next, rowbuf);
+            hfilt(rowbuf, wv, g, k, ring + (next % k) * wv);
+            next++;
+        }
+        const double *rp[17];
+        for (int t = 0; t < k; t++) rp[t] = ring + ((2 * r + t) % k) * wv;
+        vfilt(rp, wv, g, k, rowbuf);
+        double *restrict o = out + r * wo;
+        for (int64_t j = 0; j < wo; j++) o[j] = rowbuf[2 * j];
+    }
+}
+
+static inline void prod_norm(double *restrict p, int64_t *restrict e, int64_t n) {
+    for (int64_t j = 0; j < n; j++) {
+        uint64_t u;
+        memcpy(&u, &p[j], 8);
+        e[j] += (int64_t)(u >> 52) - 1023;
+        u = (u & 0x000FFFFFFFFFFFFFull) | 0x3FF0000000000000ull;
+        memcpy(&p[j], &u, 8);
+    }
+}
+
+static double prod_log(const double *p, const int64_t *e, int64_t n) {
+    double s = 0, es = 0;
+    for (int64_t j = 0; j < n; j++) { s += log(p[j]); es += (double)e[j]; }
+    return s + es * 0.69314718055994530942;
+}
+
+/* one row of VIF terms from the 8 filtered maps V (mu_a, mu_b, mu_f, aa, bb, ff, af, bf); multiplies
+   the running products P (num_a, num_b, den_a, den_b) by 1 + term. The reference's masking reduces
+   to: the information term counts where s1 >= eps, s2 >= eps and s12 > 0, with sv = max(s2 - g s12,
+   eps); s1 < eps counts as 0 in the denominator. */
+__attribute__((noinline)) static void vif_stats_row(const double *restrict V, double *restrict P, int64_t wo,
+                                                    double eps, double sn) {
+    for (int64_t j = 0; j < wo; j++) {
+        double m2 = V[2 * wo + j];
+        double s2 = V[5 * wo + j] - m2 * m2;
+        s2 = s2 < 0 ? 0 : s2;
+        for (int k = 0; k < 2; k++) {
+            double m1 = V[k * wo + j];
+            double s1 = V[(3 + k) * wo + j] - m1 * m1;
+            s1 = s1 < 0 ? 0 : s1;
+            double s12 = V[(6 + k) * wo + j] - m1 * m2;
+            double gg = s12 / (s1 + eps);
+            double sv = s2 - gg * s12;
+            sv = (sv < eps ? eps : sv) + sn;
+            double fnum = 1.0 + ((gg * gg) * s1) / sv;
+            P[k * wo + j] *= (s1 >= eps && s2 >= eps && s12 > 0) ? fnum : 1.0;
+            P[(2 + k) * wo + j] *= 1.0 + (s1 < eps ? 0.0 : s1) / sn;
+        }
+    }
+}
+
+__attribute__((noinline)) static void vif_products(int64_t w, const double *restrict xa, const double *restrict xb,
+        const double *restrict xd, double *restrict paa, double *restrict pbb, double *restrict pdd,
+        double *restrict pad, double *restrict pbd) {
+    for (int64_t j = 0; j < w; j++) {
+        paa[j] = xa[j] * xa[j]; pbb[j] = xb[j] * xb[j]; pdd[j] = xd[j] * xd[j];
+        pad[j] = xa[j] * xd[j]; pbd[j] = xb[j] * xd[j];
+    }
+}
+
+/* statistics of one scale; adds to num[2], den[2] */
+static void vif_scale(const src_t *ra, const src_t *rb, const src_t *d, int64_t h, int64_t w, const double *g, int k,
+                      double sn, double *num, double *den, double *work) {
+    const double eps = 1e-10;
+    int64_t ho = h - k + 1, wo = w - k + 1;
+    double *ring = work;                       /* k * 8 * wo */
+    double *V = ring + (int64_t)k * 8 * wo;    /* 8 * wo */
+    double *rows = V + 8 * wo;                 /* 3 * w + 5 * w products */
+    double *P = rows + 8 * w;                  /* 4 * wo running products */
+    int64_t *E = (int64_t *)(P + 4 * wo);      /* 4 * wo exponents */
+    for (int64_t j = 0; j < 4 * wo; j++) { P[j] = 1.0; E[j] = 0; }
+    int64_t next = 0;
+    for (int64_t r = 0; r < ho; r++) {
+        while (next <= r + k - 1) {
+            double *restrict xa = rows, *restrict xb = rows + w, *restrict xd = rows + 2 * w;
+            load_row(ra, next, xa); load_row(rb, next, xb); load_row(d, next, xd);
+            vif_products(w, xa, xb, xd, rows + 3 * w, rows + 4 * w, rows + 5 * w, rows + 6 * w, rows + 7 * w);
+            double *slot = ring + (next % k) * 8 * wo;
+            for (int q = 0; q < 8; q++) hfilt(rows + q * w, wo, g, k, slot + q * wo);
+            next++;
+        }
+        for (int q = 0; q < 8; q++) {
+            const double *rp[17];
+            for (int t = 0; t < k; t++) rp[t] = ring + ((r + t) % k) * 8 * wo + q * wo;
+            vfilt(rp, wo, g, k, V + q * wo);
+        }
+        vif_stats_row(V, P, wo, eps, sn);
+        prod_norm(P, E, 4 * wo);
+    }
+    num[0] += prod_log(P, E, wo);
+    num[1] += prod_log(P + wo, E + wo, wo);
+    den[0] += prod_log(P + 2 * wo, E + 2 * wo, wo);
+    den[1] += prod_log(P + 3 * wo, E + 3 * wo, wo);
+}
+
+/* taps: 4 windows (17, 9, 5, 3) concatenated, normalised 1-D MATLAB fspecial factors */
+static void vif_image(const uint8_t *F, const uint8_t *A, const uint8_t *B, int64_t h, int64_t w, const double *taps,
+                      double sn, double *res /* 2 */) {
+    static const int sizes[4] = {17, 9, 5, 3};
+    int64_t hw = h * w;
+    double ma = 0, mb = 0, mf = 0;
+    {
+        int64_t sa = 0, sb = 0, sf = 0;
+        for (int64_t i = 0; i < hw; i++) { sa += A[i]; sb += B[i]; sf += F[i]; }
+        ma = (double)sa / (double)hw; mb = (double)sb / (double)hw; mf = (double)sf / (double)hw;
+    }
+    int64_t wmax = w;
+    size_t nwork = (size_t)(17 * 8 * wmax + 8 * wmax + 8 * wmax + 8 * wmax + 64);
+    double *work = (double *)malloc(sizeof(double) * nwork);
+    /* the largest downsampled planes: scale 2, window 9 */
+    int64_t h2 = (h >= 9 && w >= 9) ? (h - 9) / 2 + 1 : 0, w2 = (h >= 9 && w >= 9) ? (w - 9) / 2 + 1 : 0;
+    double *planes = (double *)malloc(sizeof(double) * (size_t)(6 * (h2 * w2 + 1)));
+    double num[2] = {0, 0}, den[2] = {0, 0};
+    if (!work || !planes) { free(work); free(planes); res[0] = res[1] = NAN; return; }
+    src_t sa = {A, NULL, ma, w}, sb = {B, NULL, mb, w}, sd = {F, NULL, mf, w};
+    int64_t ch = h, cw = w;
+    double *cur = planes, *nxt = planes + 3 * (h2 * w2 + 1);
+    const double *g = taps;
+    for (int s = 0; s < 4; s++) {
+        int k = sizes[s];
+        if (s > 0) {
+            if (ch < k || cw < k) break;
+            int64_t nh = (ch - k) / 2 + 1, nw = (cw - k) / 2 + 1;
+            downsample(&sa, ch, cw, g, k, nxt, work, work + k * cw);
+            downsample(&sb, ch, cw, g, k, nxt + nh * nw, work, work + k * cw);
+            downsample(&sd, ch, cw, g, k, nxt + 2 * nh * nw, work, work + k * cw);
+            ch = nh; cw = nw;
+            sa = (src_t){NULL, nxt, 0, cw}; sb = (src_t){NULL, nxt + ch * cw, 0, cw};
+            sd = (src_t){NULL, nxt + 2 * ch * cw, 0, cw};
+            double *t = cur; cur = nxt; nxt = t;
+        }
+        if (ch < k || cw < k) break;
+        vif_scale(&sa, &sb, &sd, ch, cw, g, k, sn, num, den, work);
+        g += k;
+    }
+    for (int i = 0; i < 2; i++) res[i] = den[i] != 0 ? num[i] / den[i] : 1.0;
+    free(work); free(planes);
+}
+
 /* output slots per image */
-enum { O_EN, O_SD, O_SF, O_AG, O_SCD, O_SSIM, O_MI, O_MSE, O_CC, O_PSNR, O_RMSE, NOUT };
-enum { FL_MOM = 1, FL_SSIM = 2, FL_MI = 4 };
+enum { O_EN, O_SD, O_SF, O_AG, O_SCD, O_SSIM, O_MI, O_MSE, O_CC, O_PSNR, O_RMSE, O_VIF, O_QABF, NOUT };
+enum { FL_MOM = 1, FL_SSIM = 2, FL_MI = 4, FL_VIF = 8, FL_QABF = 16 };
 
 int fb_cddfuse_core(int64_t n, int64_t h, int64_t w, const uint8_t *f, int cf, const uint8_t *a, int ca,
-                    const uint8_t *b, int cb, int flags, float cn, float c1, float c2, double *out) {
+                    const uint8_t *b, int cb, int flags, float cn, float c1, float c2, const double *vif_taps,
+                    double *out) {
     int64_t hw = h * w;
     if (h < 7 || w < 7) return -1;
     uint8_t *lum = (uint8_t *)malloc((size_t)(3 * hw));
@@ -302,6 +517,11 @@ int fb_cddfuse_core(int64_t n, int64_t h, int64_t w, const uint8_t *f, int cf, c
             double s[2];
             ssim_image(F, A, B, h, w, cn, c1, c2, s, work);
             o[O_SSIM] = s[0] + s[1];
+        }
+        if (flags & FL_VIF) {
+            double v[2];
+            vif_image(F, A, B, h, w, vif_taps, 2.0, v);
+            o[O_VIF] = v[0] + v[1];
         }
     }
     free(lum); free(work); free(joint); free(m);
