@@ -35,8 +35,8 @@ ABI_VERSION = 4
 CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-std=gnu99"]
 
 #: output slots of fb_cddfuse_core, in order
-CORE_SLOTS = ("EN", "SD", "SF", "AG", "SCD", "SSIM", "MI", "MSE", "CC", "PSNR", "RMSE", "VIF")
-_ALL_SLOTS = CORE_SLOTS + ("Qabf",)
+CORE_SLOTS = ("EN", "SD", "SF", "AG", "SCD", "SSIM", "MI", "MSE", "CC", "PSNR", "RMSE", "VIF", "Qabf")
+_ALL_SLOTS = CORE_SLOTS
 _FLAG = {"SSIM": 2, "MI": 4, "VIF": 8, "Qabf": 16}  # every other slot comes from the moments pass (flag 1)
 
 _lock = threading.Lock()
