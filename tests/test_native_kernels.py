@@ -99,3 +99,14 @@ def test_disabled_falls_back_to_eager(monkeypatch):
     off = score_batch(f, a, b, ALL_NATIVE, dtype=torch.float64)
     for k in on:
         assert torch.allclose(on[k], off[k], rtol=1e-9, atol=1e-12), k
+
+
+def test_channels_last_input_is_read_in_place():
+    f, a, b = (_images(2, c, 21, 27, "smooth", s) for c, s in ((3, 1), (1, 2), (3, 3)))
+    cl = [t.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2) for t in (f, a, b)]
+    assert not cl[0].is_contiguous()
+    assert torch.equal(_native.luma(cl[0]), _native.luma(f))
+    got = score_batch(*cl, ALL_NATIVE, dtype=torch.float64)
+    want = score_batch(f, a, b, ALL_NATIVE, dtype=torch.float64)
+    for k in want:
+        assert torch.equal(got[k], want[k]), k

@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ._native_src import C_SOURCE
 
-ABI_VERSION = 4
+ABI_VERSION = 5
 CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-std=gnu99"]
 
 #: output slots of fb_cddfuse_core, in order
@@ -133,8 +133,18 @@ def status() -> str:
     return _status
 
 
-def _u8(x: Tensor) -> Tensor:
-    return x if x.is_contiguous() else x.contiguous()
+def _u8(x: Tensor) -> tuple[Tensor, int]:
+    """(tensor whose memory the kernel reads, channel code): 1 grey, 3 planar RGB, -3 interleaved RGB.
+
+    A channels-last batch (e.g. decoded (N, H, W, 3) arrays viewed as NCHW) is read in place.
+    """
+    c = x.shape[1]
+    if c == 1 or x.is_contiguous():
+        return (x if x.is_contiguous() else x.contiguous()), c
+    nhwc = x.permute(0, 2, 3, 1)
+    if nhwc.is_contiguous():
+        return nhwc, -3
+    return x.contiguous(), c
 
 
 def usable(*xs: Tensor) -> bool:
@@ -146,8 +156,8 @@ def usable(*xs: Tensor) -> bool:
 def luma(x: Tensor) -> Tensor:
     """Rounded BT.601 luma of a CPU uint8 (N, 1|3, H, W) batch as uint8 (N, 1, H, W)."""
     lib = library()
-    x = _u8(x)
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
+    x, c = _u8(x)
     out = torch.empty((n, 1, h, w), dtype=torch.uint8)
     lib.fb_luma(n, h * w, x.data_ptr(), c, out.data_ptr())
     return out
@@ -158,8 +168,8 @@ def cddfuse_core(f: Tensor, a: Tensor, b: Tensor, names) -> dict[str, Tensor]:
     import numpy as np
 
     lib = library()
-    f, a, b = _u8(f), _u8(a), _u8(b)
     n, _, h, w = f.shape
+    (f, cf), (a, ca), (b, cb) = _u8(f), _u8(a), _u8(b)
     want = [s for s in _ALL_SLOTS if s in names]
     flags = 0
     for s in want:
@@ -167,8 +177,7 @@ def cddfuse_core(f: Tensor, a: Tensor, b: Tensor, names) -> dict[str, Tensor]:
     out = torch.empty((n, len(_ALL_SLOTS)), dtype=torch.float64)
     win = 49
     cn, c1, c2 = np.float32(win / (win - 1)), np.float32((0.01 * 2.0) ** 2), np.float32((0.03 * 2.0) ** 2)
-    rc = lib.fb_cddfuse_core(n, h, w, f.data_ptr(), f.shape[1], a.data_ptr(), a.shape[1], b.data_ptr(),
-                             b.shape[1], flags, float(cn), float(c1), float(c2), _VIF_TAPS.data_ptr(), out.data_ptr())
+    rc = lib.fb_cddfuse_core(n, h, w, f.data_ptr(), cf, a.data_ptr(), ca, b.data_ptr(), cb, flags, float(cn), float(c1), float(c2), _VIF_TAPS.data_ptr(), out.data_ptr())
     if rc != 0:
         raise RuntimeError(f"native cddfuse kernel failed ({rc})")
     return {s: out[:, _ALL_SLOTS.index(s)] for s in want}

@@ -15,15 +15,27 @@ C_SOURCE = r"""
 #include <string.h>
 #include <math.h>
 
-#define FB_ABI_VERSION 4
+#define FB_ABI_VERSION 5
 
 int fb_abi_version(void) { return FB_ABI_VERSION; }
 
 /* ---------------------------------------------------------------------------------------
  * luma: float32 ((B*0.114 + G*0.587) + R*0.299), rounded half to even, as uint8
  * ------------------------------------------------------------------------------------- */
+/* c: 1 (grey), 3 (planar R, G, B planes) or -3 (interleaved RGB, channels last) */
 static void luma_plane(const uint8_t *src, int c, int64_t hw, uint8_t *dst) {
     if (c == 1) { memcpy(dst, src, (size_t)hw); return; }
+    if (c == -3) {
+        for (int64_t i = 0; i < hw; i++) {
+            float y = (float)src[3 * i + 2] * 0.114f;
+            y = y + (float)src[3 * i + 1] * 0.587f;
+            y = y + (float)src[3 * i] * 0.299f;
+            y = rintf(y);
+            y = y < 0.f ? 0.f : (y > 255.f ? 255.f : y);
+            dst[i] = (uint8_t)(int)y;
+        }
+        return;
+    }
     const uint8_t *r = src, *g = src + hw, *b = src + 2 * hw;
     for (int64_t i = 0; i < hw; i++) {
         float y = (float)b[i] * 0.114f;
@@ -36,7 +48,7 @@ static void luma_plane(const uint8_t *src, int c, int64_t hw, uint8_t *dst) {
 }
 
 void fb_luma(int64_t n, int64_t hw, const uint8_t *src, int c, uint8_t *dst) {
-    for (int64_t i = 0; i < n; i++) luma_plane(src + i * c * hw, c, hw, dst + i * hw);
+    for (int64_t i = 0; i < n; i++) luma_plane(src + i * (c < 0 ? -c : c) * hw, c, hw, dst + i * hw);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -155,9 +167,25 @@ typedef struct {
     int64_t hist[256];
 } moments_t;
 
+__attribute__((noinline)) static void ag_row(const uint8_t *restrict f, const uint8_t *restrict fu,
+                                             const uint8_t *restrict fd, int32_t cy, int64_t w,
+                                             double *restrict agcol) {
+    {
+        int32_t dx = (int32_t)f[1] - f[0], dy = (int32_t)fd[0] - fu[0];
+        agcol[0] += sqrt((double)(4 * dx * dx + cy * dy * dy) / 8.0);
+        dx = (int32_t)f[w - 1] - f[w - 2]; dy = (int32_t)fd[w - 1] - fu[w - 1];
+        agcol[w - 1] += sqrt((double)(4 * dx * dx + cy * dy * dy) / 8.0);
+    }
+    for (int64_t j = 1; j + 1 < w; j++) {
+        int32_t dx = (int32_t)f[j + 1] - f[j - 1], dy = (int32_t)fd[j] - fu[j];
+        agcol[j] += sqrt((double)(dx * dx + cy * dy * dy) / 8.0);
+    }
+}
+
 static void moments_image(const uint8_t *F, const uint8_t *A, const uint8_t *B, int64_t h, int64_t w,
-                          moments_t *m, int32_t *jfa, int32_t *jfb) {
+                          moments_t *m, int32_t *jfa, int32_t *jfb, double *agcol) {
     memset(m, 0, sizeof(*m));
+    for (int64_t j = 0; j < w; j++) agcol[j] = 0;
     int64_t h4[4][256];
     memset(h4, 0, sizeof(h4));
     int64_t hw = h * w;
@@ -188,23 +216,14 @@ static void moments_image(const uint8_t *F, const uint8_t *A, const uint8_t *B, 
             for (int64_t j = 0; j < w; j++) { int32_t d = (int32_t)fn[j] - f[j]; dy2 += d * d; }
         }
         /* AG: numpy.gradient (central inside, one-sided on the borders), per pixel
-           sqrt((gx^2 + gy^2) / 2) = sqrt(q / 8) with q integer, in double */
-        const uint8_t *fu = r > 0 ? f - w : f, *fd = r + 1 < h ? f + w : f;
-        int32_t cy = (r > 0 && r + 1 < h) ? 1 : 4;
-        double ag = 0;
-        {
-            int32_t dx = (int32_t)f[1] - f[0], dy = (int32_t)fd[0] - fu[0];
-            ag += sqrt((double)(4 * dx * dx + cy * dy * dy) / 8.0);
-            dx = (int32_t)f[w - 1] - f[w - 2]; dy = (int32_t)fd[w - 1] - fu[w - 1];
-            ag += sqrt((double)(4 * dx * dx + cy * dy * dy) / 8.0);
-        }
-        for (int64_t j = 1; j + 1 < w; j++) {
-            int32_t dx = (int32_t)f[j + 1] - f[j - 1], dy = (int32_t)fd[j] - fu[j];
-            ag += sqrt((double)(dx * dx + cy * dy * dy) / 8.0);
-        }
+           sqrt((gx^2 + gy^2) / 2) = sqrt(q / 8) with q integer, in double; summed per column */
+        ag_row(f, r > 0 ? f - w : f, r + 1 < h ? f + w : f, (r > 0 && r + 1 < h) ? 1 : 4, w, agcol);
         m->sf += sf; m->sa += sa; m->sb += sb; m->sff += sff; m->saa += saa; m->sbb += sbb;
-        m->sfa += sfa; m->sfb += sfb; m->sab += sab; m->dx2 += dx2; m->dy2 += dy2; m->ag += ag;
+        m->sfa += sfa; m->sfb += sfb; m->sab += sab; m->dx2 += dx2; m->dy2 += dy2;
     }
+    double ag = 0;
+    for (int64_t j = 0; j < w; j++) ag += agcol[j];
+    m->ag = ag;
 }
 
 /* N^2 * covariance, exactly (then rounded once to double) */
@@ -608,13 +627,13 @@ int fb_cddfuse_core(int64_t n, int64_t h, int64_t w, const uint8_t *f, int cf, c
     if (!lum || !work || !m || ((flags & FL_MI) && !joint)) { free(lum); free(work); free(joint); free(m); return -2; }
     for (int64_t i = 0; i < n; i++) {
         uint8_t *F = lum, *A = lum + hw, *B = lum + 2 * hw;
-        luma_plane(f + i * cf * hw, cf, hw, F);
-        luma_plane(a + i * ca * hw, ca, hw, A);
-        luma_plane(b + i * cb * hw, cb, hw, B);
+        luma_plane(f + i * (cf < 0 ? -cf : cf) * hw, cf, hw, F);
+        luma_plane(a + i * (ca < 0 ? -ca : ca) * hw, ca, hw, A);
+        luma_plane(b + i * (cb < 0 ? -cb : cb) * hw, cb, hw, B);
         double *o = out + i * NOUT;
         if (flags & (FL_MOM | FL_MI)) {
             if (joint) memset(joint, 0, sizeof(int32_t) * 2 * 65536);
-            moments_image(F, A, B, h, w, m, joint, joint ? joint + 65536 : NULL);
+            moments_image(F, A, B, h, w, m, joint, joint ? joint + 65536 : NULL, (double *)work);
             double N = (double)hw;
             /* EN, bits */
             double en = 0;

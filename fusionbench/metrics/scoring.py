@@ -156,6 +156,8 @@ def score_batch(fused: Tensor, a: Tensor, b: Tensor, requests, dtype=torch.float
                         rest = [r for r in rs if r.label not in res]
                 if not rest:
                     continue
+                if not fc.is_contiguous():  # e.g. a channels-last view of decoded arrays
+                    fc, ac, bc = fc.contiguous(), ac.contiguous(), bc.contiguous()
                 f2, a2, b2 = p.prepare(fc, ac, bc, dtype)  # colour preparation once per preset
                 for r in rest:
                     res[r.label] = r.implementation.fn(f2, a2, b2).to(dtype)
@@ -235,7 +237,9 @@ def _score_chunk(chunk, reqs, device, dtype, want_notes: bool):
         tensors = []
         for j in range(3):
             x = torch.from_numpy(np.stack([arrs[j] for _, arrs in items])).permute(0, 3, 1, 2)
-            tensors.append(x.contiguous().to(device, non_blocking=True))
+            # on CPU the channels-last view is scored in place (the native kernels read interleaved
+            # RGB; eager torch ops take any strides): no transposing copy
+            tensors.append(x if device.type == "cpu" else x.contiguous().to(device, non_blocking=True))
         if want_notes:
             for j, role in enumerate(("fused", "a", "b")):
                 flat = tensors[j].flatten(1)
