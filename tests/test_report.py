@@ -292,3 +292,40 @@ def test_cli_table_bad_input(tmp_path):
     r = CliRunner().invoke(cli, ["table", str(root)])
     assert r.exit_code == 1 and "summary.csv: line 2" in r.output and "'abc'" in r.output
     assert "Traceback" not in r.output
+
+
+def test_partial_results_folder_marked_and_not_ranked(tmp_path):
+    """A method scored on fewer images than the dataset has (a published subset) gets a dagger and no mark."""
+    run_dir = make_run(tmp_path / "run")
+    scores = pd.read_csv(run_dir / "scores.csv", dtype={"image": str})
+    # DenseFuse has the best EN and MSE; keep only one of its two images
+    scores = scores[~((scores["method"] == "DenseFuse") & (scores["image"] != "00001"))]
+    scores.to_csv(run_dir / "scores.csv", index=False, float_format="%.17g")
+    g = scores.groupby(["dataset", "method", "metric"], sort=False)["value"]
+    pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=0), "n": g.count()}).reset_index().to_csv(
+        run_dir / "summary.csv", index=False, float_format="%.17g")
+    md = render_table(run_dir, "markdown")
+    rows = _md_rows(md)
+    assert "DenseFuse†" in rows and not any("**" in c or "<ins>" in c for c in rows["DenseFuse†"])
+    assert rows["ReFusion (ours)"][0] == "**6.900**"  # best EN among the fully scored methods
+    assert "(2 image pairs)" in md.splitlines()[0] and "DenseFuse: 1 of 2" in md.splitlines()[0]
+    tex = render_table(run_dir, "latex")
+    assert "DenseFuse$^\\dagger$" in _rows(tex) and "1 of 2" in tex
+    from fusionbench.runner.figures import rank_matrix
+
+    ranks, _ = rank_matrix(load_run(run_dir))
+    assert "DenseFuse" not in ranks.index  # not ranked anywhere: its only dataset is incomplete
+
+
+def test_partial_in_one_dataset_marks_its_cells(tmp_path):
+    run_dir = make_run(tmp_path / "run", datasets=("TNO", "RoadScene"))
+    scores = pd.read_csv(run_dir / "scores.csv", dtype={"image": str})
+    scores = scores[~((scores["dataset"] == "RoadScene") & (scores["method"] == "IFCNN") & (scores["image"] == "00002"))]
+    scores.to_csv(run_dir / "scores.csv", index=False, float_format="%.17g")
+    g = scores.groupby(["dataset", "method", "metric"], sort=False)["value"]
+    pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=0), "n": g.count()}).reset_index().to_csv(
+        run_dir / "summary.csv", index=False, float_format="%.17g")
+    row = _md_rows(render_table(run_dir, "markdown"))["IFCNN"]
+    assert not any(c.endswith("†") for c in row[:3]) and all(c.endswith("†") for c in row[3:])
+    assert "<ins>" in row[2]  # second-best SSIM on TNO, where it is complete ...
+    assert "<ins>" not in row[5] and "**" not in row[5]  # ... not ranked on RoadScene

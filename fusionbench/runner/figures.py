@@ -446,7 +446,9 @@ def rank_matrix(run: Run, datasets=None, metrics=None, methods=None):
     """DataFrame of ranks (rows methods, columns (dataset, metric)) plus a ``mean rank`` Series.
 
     Rank 1 is best; direction from the metric registry; ties get the average rank; metrics of
-    unknown direction are left out. Rows are sorted by mean rank (ties keep the table order).
+    unknown direction are left out; a method scored on fewer images of a dataset than the dataset
+    has (a results folder covering a subset) is not ranked there. Rows are sorted by mean rank
+    (ties keep the table order).
     """
     import pandas as pd
 
@@ -458,10 +460,14 @@ def rank_matrix(run: Run, datasets=None, metrics=None, methods=None):
     cols = {}
     for ds in datasets:
         sub = s[s["dataset"] == ds]
+        total = len(run.dataset_info(ds).get("stems") or ()) or (int(sub["n"].max()) if len(sub) else 0)
+        covered = sub.groupby("method")["n"].min()
+        partial = set(covered[covered < total].index)
         for k in metrics:
             if dirs[k] is None:
                 continue
             v = sub[sub["metric"] == k].set_index("method")["mean"].reindex(methods)
+            v[v.index.isin(partial)] = float("nan")
             if v.notna().sum() == 0:
                 continue
             cols[(ds, k)] = v.rank(method="average", ascending=not dirs[k])

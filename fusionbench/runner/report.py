@@ -305,6 +305,17 @@ class Block:
     decimals: dict  # metric -> int
     marks: dict  # (method, metric) -> 'best' | 'second' | None
     directions: dict  # metric -> bool | None
+    total: int | None = None  # image pairs in the dataset
+    partial: dict = field(default_factory=dict)  # method -> images it was scored on, when fewer than total
+
+
+def _dataset_total(run: "Run", ds: str, n: dict) -> int | None:
+    """Pairs in ``ds``: from provenance.json when the run recorded them, else the largest count scored."""
+    stems = run.dataset_info(ds).get("stems")
+    if stems:
+        return len(stems)
+    finite = [int(v) for v in n.values() if math.isfinite(v)]
+    return max(finite) if finite else None
 
 
 def _select(available: list, wanted, kind: str) -> list:
@@ -346,13 +357,21 @@ def build_blocks(run: Run, datasets=None, metrics=None, methods=None, digits: in
                 std[(r.method, r.metric)] = float(r.std)
                 n[(r.method, r.metric)] = float(r.n)
         present = [m for m in methods if any((m, k) in mean for k in metrics)]
+        total = _dataset_total(run, ds, n)
+        partial = {}
+        for m in present:
+            counts = [int(n[(m, k)]) for k in metrics if (m, k) in n and math.isfinite(n[(m, k)])]
+            if total and counts and min(counts) < total:
+                partial[m] = min(counts)
         dec, marks = {}, {}
         for k in metrics:
             vals = [mean.get((m, k)) for m in present]
             dec[k] = column_decimals(vals, digits)
-            for m, mk in zip(present, rank_marks(vals, dirs[k], dec[k])):
+            # a mean over a subset of the images is shown, but does not compete for best / second
+            ranked = [None if m in partial else v for m, v in zip(present, vals)]
+            for m, mk in zip(present, rank_marks(ranked, dirs[k], dec[k])):
                 marks[(m, k)] = mk
-        blocks.append(Block(ds, metrics, present, mean, std, n, dec, marks, dirs))
+        blocks.append(Block(ds, metrics, present, mean, std, n, dec, marks, dirs, total, partial))
     return blocks
 
 
@@ -361,15 +380,35 @@ def _row_methods(blocks: list[Block], run: Run) -> list[str]:
     return [m for m in run.methods if m in present]
 
 
-def _images_note(blocks: list[Block]) -> str:
+def _images_note(blocks: list[Block]) -> list[tuple[str, str]]:
     parts = []
     for b in blocks:
-        ns = sorted({int(v) for v in b.n.values() if math.isfinite(v)})
-        if not ns:
-            continue
-        txt = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}--{ns[-1]}"
-        parts.append((b.dataset, txt))
+        if b.total:
+            parts.append((b.dataset, str(b.total)))
     return parts
+
+
+PARTIAL_MARK = {"md": "†", "latex": "$^\\dagger$"}
+
+
+def _partial_note(blocks: list[Block], style: str) -> str:
+    """Caption sentence naming the rows scored on fewer images than the dataset has."""
+    esc = latex_escape if style == "latex" else markdown_escape
+    items = []
+    for b in blocks:
+        for m, k in b.partial.items():
+            where = f" on {esc(b.dataset)}" if len(blocks) > 1 else ""
+            items.append(f"{esc(m)}{where}: {k} of {b.total}")
+    if not items:
+        return ""
+    return (f" {PARTIAL_MARK[style]} Mean over the images its outputs cover ({'; '.join(items)}); "
+            "not ranked.")
+
+
+def _method_cell(m: str, blocks: list[Block], style: str) -> str:
+    """The row label; with one dataset a partial row is marked here, with several on its cells."""
+    name = latex_escape(m) if style == "latex" else markdown_escape(m)
+    return name + (PARTIAL_MARK[style] if len(blocks) == 1 and m in blocks[0].partial else "")
 
 
 def _join_names(names: list[str]) -> str:
@@ -410,7 +449,7 @@ def render_csv(run: Run, blocks: list[Block], std: bool = False) -> str:
     return buf.getvalue()
 
 
-def _cell(b: Block | None, m: str, k: str, std: bool, style: str) -> str:
+def _cell(b: Block | None, m: str, k: str, std: bool, style: str, mark_partial: bool = False) -> str:
     missing = "--" if style == "latex" else "–"
     if b is None or (m, k) not in b.mean:
         return missing
@@ -425,13 +464,13 @@ def _cell(b: Block | None, m: str, k: str, std: bool, style: str) -> str:
             e = fmt_number(b.std.get((m, k)), d)
             if e is not None:
                 core += f"{{\\scriptsize\\,$\\pm$\\,{e}}}"
-        return core
+        return core + (PARTIAL_MARK["latex"] if mark_partial and m in b.partial else "")
     core = {"best": f"**{mean}**", "second": f"<ins>{mean}</ins>"}.get(mark, mean)
     if std:
         e = fmt_number(b.std.get((m, k)), d)
         if e is not None:
             core += f" ± {e}"
-    return core
+    return core + (PARTIAL_MARK["md"] if mark_partial and m in b.partial else "")
 
 
 def _arrow(direction, style: str) -> str:
@@ -462,7 +501,8 @@ def _caption_text(run: Run, blocks: list[Block], std: bool, style: str) -> str:
         what = "mean ± standard deviation" if std else "mean"
         marks = "best in **bold**, second best <ins>underlined</ins>"
         arrows = "↑/↓: higher/lower is better"
-    return f"Quantitative comparison on {where}{pre}. Values: {what} over images; {marks}; {arrows}."
+    return (f"Quantitative comparison on {where}{pre}. Values: {what} over images; {marks}; {arrows}."
+            + _partial_note(blocks, "latex" if style == "latex" else "md"))
 
 
 def render_markdown(run: Run, blocks: list[Block], std: bool = False) -> str:
@@ -478,10 +518,10 @@ def render_markdown(run: Run, blocks: list[Block], std: bool = False) -> str:
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|:--" + "|--:" * (len(head) - 1) + "|")
     for m in methods:
-        cells = [markdown_escape(m)]
+        cells = [_method_cell(m, blocks, "md")]
         for b in blocks:
             for k in b.metrics:
-                cells.append(_cell(b if m in b.methods else None, m, k, std, "md"))
+                cells.append(_cell(b if m in b.methods else None, m, k, std, "md", mark_partial=multi))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -523,10 +563,10 @@ def render_latex(run: Run, blocks: list[Block], std: bool = False) -> str:
     out.append(" & ".join(head) + " \\\\")
     out.append("\\midrule")
     for m in methods:
-        cells = [latex_escape(m)]
+        cells = [_method_cell(m, blocks, "latex")]
         for b in blocks:
             for k in b.metrics:
-                cells.append(_cell(b if m in b.methods else None, m, k, std, "latex"))
+                cells.append(_cell(b if m in b.methods else None, m, k, std, "latex", mark_partial=multi))
         out.append(" & ".join(cells) + " \\\\")
     out.append("\\bottomrule")
     out.append("\\end{tabular}")
