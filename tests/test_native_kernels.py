@@ -110,3 +110,35 @@ def test_channels_last_input_is_read_in_place():
     want = score_batch(f, a, b, ALL_NATIVE, dtype=torch.float64)
     for k in want:
         assert torch.equal(got[k], want[k]), k
+
+
+def test_rgbx_view_is_read_in_place():
+    f, a, b = (_images(2, c, 19, 26, "noise", s) for c, s in ((3, 1), (1, 2), (3, 3)))
+
+    def rgbx(t):
+        x = torch.full((t.shape[0], t.shape[2], t.shape[3], 4), 77, dtype=torch.uint8)
+        x[..., :3] = t.permute(0, 2, 3, 1)
+        return x.permute(0, 3, 1, 2)[:, :3]
+
+    fx, bx = rgbx(f), rgbx(b)
+    assert torch.equal(fx, f) and _native._u8(fx)[1] == -4
+    got = score_batch(fx, a, bx, ALL_NATIVE + ",SSIM@vifb", dtype=torch.float64)
+    want = score_batch(f, a, b, ALL_NATIVE + ",SSIM@vifb", dtype=torch.float64)
+    for k in want:
+        assert torch.equal(got[k], want[k]), k
+
+
+def test_decode_matches_read_image(tmp_path):
+    from PIL import Image
+
+    from fusionbench.io import read_image
+    from fusionbench.metrics.scoring import _decode
+
+    g = np.random.default_rng(0)
+    for mode, shape in (("RGB", (23, 31, 3)), ("L", (23, 31))):
+        arr = g.integers(0, 256, shape).astype(np.uint8)
+        for ext in ("png", "jpg"):
+            p = tmp_path / f"{mode}.{ext}"
+            Image.fromarray(arr, mode).save(p)
+            got, want = _decode(p), read_image(p)
+            assert np.array_equal(got[..., : want.shape[-1]], want) and got.shape[:2] == want.shape[:2]

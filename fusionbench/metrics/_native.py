@@ -134,7 +134,7 @@ def status() -> str:
 
 
 def _u8(x: Tensor) -> tuple[Tensor, int]:
-    """(tensor whose memory the kernel reads, channel code): 1 grey, 3 planar RGB, -3 interleaved RGB.
+    """(tensor whose memory the kernel reads, channel code): 1 grey, 3 planar RGB, -3 interleaved RGB, -4 RGBX.
 
     A channels-last batch (e.g. decoded (N, H, W, 3) arrays viewed as NCHW) is read in place.
     """
@@ -144,6 +144,9 @@ def _u8(x: Tensor) -> tuple[Tensor, int]:
     nhwc = x.permute(0, 2, 3, 1)
     if nhwc.is_contiguous():
         return nhwc, -3
+    n, _, h, w = x.shape
+    if x.stride() == (4 * h * w, 1, 4 * w, 4):  # RGB channels of an RGBX buffer (Pillow's layout)
+        return x, -4
     return x.contiguous(), c
 
 

@@ -22,9 +22,20 @@ int fb_abi_version(void) { return FB_ABI_VERSION; }
 /* ---------------------------------------------------------------------------------------
  * luma: float32 ((B*0.114 + G*0.587) + R*0.299), rounded half to even, as uint8
  * ------------------------------------------------------------------------------------- */
-/* c: 1 (grey), 3 (planar R, G, B planes) or -3 (interleaved RGB, channels last) */
+/* c: 1 (grey), 3 (planar R, G, B planes), -3 (interleaved RGB, channels last) or -4 (RGBX) */
 static void luma_plane(const uint8_t *src, int c, int64_t hw, uint8_t *dst) {
     if (c == 1) { memcpy(dst, src, (size_t)hw); return; }
+    if (c == -4) {  /* RGBX, as Pillow holds RGB images */
+        for (int64_t i = 0; i < hw; i++) {
+            float y = (float)src[4 * i + 2] * 0.114f;
+            y = y + (float)src[4 * i + 1] * 0.587f;
+            y = y + (float)src[4 * i] * 0.299f;
+            y = rintf(y);
+            y = y < 0.f ? 0.f : (y > 255.f ? 255.f : y);
+            dst[i] = (uint8_t)(int)y;
+        }
+        return;
+    }
     if (c == -3) {
         for (int64_t i = 0; i < hw; i++) {
             float y = (float)src[3 * i + 2] * 0.114f;

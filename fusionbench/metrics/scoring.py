@@ -156,8 +156,8 @@ def score_batch(fused: Tensor, a: Tensor, b: Tensor, requests, dtype=torch.float
                         rest = [r for r in rs if r.label not in res]
                 if not rest:
                     continue
-                if not fc.is_contiguous():  # e.g. a channels-last view of decoded arrays
-                    fc, ac, bc = fc.contiguous(), ac.contiguous(), bc.contiguous()
+                # e.g. channels-last views of decoded arrays (no-op for contiguous tensors)
+                fc, ac, bc = fc.contiguous(), ac.contiguous(), bc.contiguous()
                 f2, a2, b2 = p.prepare(fc, ac, bc, dtype)  # colour preparation once per preset
                 for r in rest:
                     res[r.label] = r.implementation.fn(f2, a2, b2).to(dtype)
@@ -205,9 +205,89 @@ def probe_image(path: Path) -> _Probe:
 
 
 def _decode(path: Path) -> np.ndarray:
+    """:func:`fusionbench.io.read_image`, without its copies for plain 8-bit RGB and grey files.
+
+    Pillow's ``np.asarray(im)`` repacks RGBX to RGB through ``tobytes`` (about as costly as
+    decoding the JPEG). Pillow >= 11.2 exports the decoded pixels through the Arrow C data
+    interface: a zero-copy view, returned as (H, W, 4) RGBX for RGB images (the 4th byte is
+    padding; :func:`_score_chunk` drops it as a strided view), (H, W, 1) for grey ones. The batch
+    assembly then copies each image once, contiguously. Anything else (other modes, old Pillow,
+    errors) takes ``read_image``, so values and error messages are the same.
+    """
     from ..io import read_image
 
-    return read_image(path)
+    try:
+        arr = _decode_view(path)
+    except Exception:  # noqa: BLE001 - the general path reports the problem properly
+        arr = None
+    return arr if arr is not None else read_image(path)
+
+
+class _PixelView:
+    """Owner of a zero-copy view of a Pillow image's pixels (keeps the image and its export alive)."""
+
+    def __init__(self, im, capsules, ptr: int, shape: tuple, strides: tuple):
+        self._keep = (im, capsules)
+        self.__array_interface__ = {"data": (ptr, True), "shape": shape, "strides": strides, "typestr": "|u1",
+                                    "version": 3}
+
+
+def _arrow_structs():
+    import ctypes
+
+    class Schema(ctypes.Structure):
+        pass
+
+    Schema._fields_ = [("format", ctypes.c_char_p), ("name", ctypes.c_char_p), ("metadata", ctypes.c_char_p),
+                       ("flags", ctypes.c_int64), ("n_children", ctypes.c_int64),
+                       ("children", ctypes.POINTER(ctypes.POINTER(Schema))), ("dictionary", ctypes.c_void_p),
+                       ("release", ctypes.c_void_p), ("private_data", ctypes.c_void_p)]
+
+    class Array(ctypes.Structure):
+        pass
+
+    Array._fields_ = [("length", ctypes.c_int64), ("null_count", ctypes.c_int64), ("offset", ctypes.c_int64),
+                      ("n_buffers", ctypes.c_int64), ("n_children", ctypes.c_int64),
+                      ("buffers", ctypes.POINTER(ctypes.c_void_p)), ("children", ctypes.POINTER(ctypes.POINTER(Array))),
+                      ("dictionary", ctypes.c_void_p), ("release", ctypes.c_void_p), ("private_data", ctypes.c_void_p)]
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    return Schema, Array, get
+
+
+_ARROW = None
+
+
+def _decode_view(path: Path) -> np.ndarray | None:
+    global _ARROW
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode not in ("RGB", "L") or not hasattr(im, "__arrow_c_array__"):
+            return None
+        im.load()
+        im = im.copy() if im.readonly else im  # noqa: PLW2901 - a readonly (mmapped) image may go away
+    w, h = im.size
+    if _ARROW is None:
+        _ARROW = _arrow_structs()
+    Schema, Array, get = _ARROW
+    caps = im.__arrow_c_array__()
+    schema = Schema.from_address(get(caps[0], b"arrow_schema"))
+    arr = Array.from_address(get(caps[1], b"arrow_array"))
+    if arr.length != w * h or arr.offset != 0:
+        return None
+    if im.mode == "RGB":
+        if schema.format != b"+w:4" or arr.n_children != 1:
+            return None
+        child = arr.children[0].contents
+        if child.length != 4 * w * h or child.offset != 0 or child.n_buffers < 2 or schema.children[0].contents.format != b"C":
+            return None
+        view = _PixelView(im, caps, child.buffers[1], (h, w, 4), (4 * w, 4, 1))  # RGB + a pad byte
+    else:
+        if schema.format != b"C" or arr.n_buffers < 2:
+            return None
+        view = _PixelView(im, caps, arr.buffers[1], (h, w, 1), (w, 1, 1))
+    return np.asarray(view)
 
 
 def _single_threaded_worker() -> None:
@@ -237,6 +317,8 @@ def _score_chunk(chunk, reqs, device, dtype, want_notes: bool):
         tensors = []
         for j in range(3):
             x = torch.from_numpy(np.stack([arrs[j] for _, arrs in items])).permute(0, 3, 1, 2)
+            if x.shape[1] == 4:  # RGBX from _decode: the RGB channels, as a view
+                x = x[:, :3]
             # on CPU the channels-last view is scored in place (the native kernels read interleaved
             # RGB; eager torch ops take any strides): no transposing copy
             tensors.append(x if device.type == "cpu" else x.contiguous().to(device, non_blocking=True))
