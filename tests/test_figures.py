@@ -153,3 +153,17 @@ def test_cli_figures(tmp_path):
     assert r.exit_code == 2 and "Did you mean: TNO" in r.output
     r = CliRunner().invoke(cli, ["figures", str(root), "--zoom", "1,2,3"])
     assert r.exit_code == 2 and "x,y,w,h" in r.output
+
+
+def test_stretched_ranks_put_columns_of_different_sizes_on_one_scale():
+    import numpy as np
+
+    from fusionbench.runner.figures import stretched_ranks
+
+    ranks = pd.DataFrame({("A", "EN"): [1.0, 2.0, 3.0, 4.0, 5.0], ("B", "EN"): [1.0, np.nan, 3.0, np.nan, 2.0]},
+                         index=list("pqrst"))
+    s = stretched_ranks(ranks)
+    assert s[("A", "EN")].tolist() == [1, 2, 3, 4, 5]  # the largest column is unchanged
+    assert s.loc["r", ("B", "EN")] == 5 and s.loc["t", ("B", "EN")] == 3  # last of 3 -> 5, second of 3 -> 3
+    same = pd.DataFrame({("A", "EN"): [1.0, 2.0], ("B", "EN"): [2.0, 1.0]}, index=list("pq"))
+    assert stretched_ranks(same).equals(same)

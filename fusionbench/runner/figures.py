@@ -449,6 +449,11 @@ def rank_matrix(run: Run, datasets=None, metrics=None, methods=None):
     unknown direction are left out; a method scored on fewer images of a dataset than the dataset
     has (a results folder covering a subset) is not ranked there. Rows are sorted by mean rank
     (ties keep the table order).
+
+    When the columns rank different numbers of methods (datasets with different method sets), a
+    rank out of n is stretched to the scale 1..N of the largest column, 1 + (r - 1)(N - 1)/(n - 1),
+    before it is averaged, so that 7th of 8 weighs like 26th of 30; :func:`stretched_ranks` gives
+    those values.
     """
     import pandas as pd
 
@@ -475,9 +480,19 @@ def rank_matrix(run: Run, datasets=None, metrics=None, methods=None):
         raise DataError(f"{run.run_dir}: no metric with a known direction to rank methods by")
     ranks = pd.DataFrame(cols, index=methods)
     ranks = ranks.loc[ranks.notna().any(axis=1)]
-    mean = ranks.mean(axis=1)
+    mean = stretched_ranks(ranks).mean(axis=1)
     order = sorted(range(len(ranks)), key=lambda i: (mean.iloc[i], i))
     return ranks.iloc[order], mean.iloc[order]
+
+
+def stretched_ranks(ranks):
+    """Each column's ranks mapped onto 1..N, N the most methods any column ranks (identity when all equal)."""
+    counts = ranks.notna().sum(axis=0)
+    big = int(counts.max()) if len(counts) else 0
+    if big < 2 or (counts == big).all():
+        return ranks
+    scale = (big - 1) / (counts - 1).clip(lower=1)
+    return 1 + (ranks - 1) * scale
 
 
 def _fmt_rank(v: float, mean: bool = False) -> str:
@@ -495,17 +510,20 @@ def rank_heatmap(run: Run, datasets=None, metrics=None, methods=None, width=7.0,
     from matplotlib.colors import Normalize
 
     ranks, mean = rank_matrix(run, datasets, metrics, methods)
+    stretched = not stretched_ranks(ranks).equals(ranks)
     max_w = _width(width)
     data = np.column_stack([ranks.to_numpy(dtype=float), mean.to_numpy(dtype=float)])
+    shade = np.column_stack([stretched_ranks(ranks).to_numpy(dtype=float), mean.to_numpy(dtype=float)])
     col_keys = list(ranks.columns)
     groups = list(dict.fromkeys(d for d, _ in col_keys))
     n_rows, n_cols = data.shape
     label_w = 0.1 + max(_text_width(str(m), 6.5) for m in ranks.index)
-    cell = min(0.32, (max_w - label_w - 0.75) / (n_cols + 0.4))
+    units = (n_cols - 1) + 0.2 * (len(groups) - 1) + 0.4 + 1.6  # cells, gaps between datasets, mean column
+    cell = min(0.32, (max_w - label_w - 0.75) / units)
     multi = len(groups) > 1
     rotate = n_cols > 10 or max(len(k) for _, k in col_keys) > 6
-    bottom = 0.1 + max(_text_width(k, 6.5) for k in [k for _, k in col_keys] + ["Mean"]) if rotate else 0.25
-    width = label_w + cell * (n_cols + 0.4) + 0.75
+    bottom = 0.1 + max(_text_width(k, 6.5) for k in [k for _, k in col_keys] + ["Mean*"]) if rotate else 0.25
+    width = label_w + cell * units + 0.75
     row_h = cell * 0.8
     height = bottom + 0.1 + (0.15 if multi else 0) + row_h * n_rows
     # x positions with a gap between datasets and before the mean column
@@ -517,29 +535,32 @@ def rank_heatmap(run: Run, datasets=None, metrics=None, methods=None, width=7.0,
         x += 1
         prev = d
     xs.append(x + 0.4)
-    n_methods = ranks.shape[0]
+    widths = [1.0] * (len(xs) - 1) + [1.6]  # the mean column holds values like 12.3
+    n_methods = int(ranks.notna().sum(axis=0).max())
     norm = Normalize(vmin=1, vmax=max(n_methods, 2))
     cmap = matplotlib.colormaps[HEATMAP_CMAP]
     with _style():
         fig = _new_figure(width, height)
-        ax_w = cell * (xs[-1] + 1) / width
+        ax_w = cell * (xs[-1] + widths[-1]) / width
         ax = fig.add_axes([label_w / width, bottom / height, ax_w, row_h * n_rows / height])
         for j, x0 in enumerate(xs):
             for i in range(n_rows):
                 v = data[i, j]
-                colour = cmap(norm(v)) if math.isfinite(v) else (0.9, 0.9, 0.9, 1.0)
-                ax.add_patch(matplotlib.patches.Rectangle((x0, i), 1, 1, facecolor=colour, edgecolor="white", linewidth=0.8))
+                colour = cmap(norm(shade[i, j])) if math.isfinite(v) else (0.9, 0.9, 0.9, 1.0)
+                ax.add_patch(matplotlib.patches.Rectangle((x0, i), widths[j], 1, facecolor=colour, edgecolor="white",
+                                                          linewidth=0.8))
                 if math.isfinite(v):
                     r, g, b = colour[:3]
                     dark = 0.299 * r + 0.587 * g + 0.114 * b < 0.5
-                    ax.text(x0 + 0.5, i + 0.5, _fmt_rank(v, mean=j == n_cols - 1), ha="center", va="center", fontsize=6,
+                    ax.text(x0 + widths[j] / 2, i + 0.5, _fmt_rank(v, mean=j == n_cols - 1), ha="center", va="center",
+                            fontsize=6,
                             color="white" if dark else "black", fontweight="bold" if j == n_cols - 1 else "normal")
-        ax.set_xlim(0, xs[-1] + 1)
+        ax.set_xlim(0, xs[-1] + widths[-1])
         ax.set_ylim(n_rows, 0)
         ax.set_yticks(np.arange(n_rows) + 0.5)
         ax.set_yticklabels(list(ranks.index))
-        ax.set_xticks([x0 + 0.5 for x0 in xs])
-        ax.set_xticklabels([k for _, k in col_keys] + ["Mean"], rotation=90 if rotate else 0)
+        ax.set_xticks([x0 + w / 2 for x0, w in zip(xs, widths)])
+        ax.set_xticklabels([k for _, k in col_keys] + ["Mean*" if stretched else "Mean"], rotation=90 if rotate else 0)
         ax.tick_params(length=0)
         for sp in ax.spines.values():
             sp.set_visible(False)
@@ -550,11 +571,12 @@ def rank_heatmap(run: Run, datasets=None, metrics=None, methods=None, width=7.0,
                 ax.annotate("", xy=(lo + 0.05, -0.15), xytext=(hi - 0.05, -0.15), xycoords="data",
                             arrowprops={"arrowstyle": "-", "linewidth": 0.6, "color": "black"}, annotation_clip=False)
                 ax.text((lo + hi) / 2, -0.3, d, ha="center", va="bottom", fontsize=6.5, clip_on=False)
-        cax = fig.add_axes([(label_w + cell * (xs[-1] + 1) + 0.12) / width, bottom / height, 0.08 / width,
+        cax = fig.add_axes([(label_w + cell * (xs[-1] + widths[-1]) + 0.12) / width, bottom / height, 0.08 / width,
                             row_h * n_rows / height])
         sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
         cb = fig.colorbar(sm, cax=cax)
-        cb.set_label("rank (1 = best)", fontsize=6)
+        cb.set_label("rank (1 = best)" + ("; *: ranks stretched to 1–%d per column" % n_methods if stretched else ""),
+                     fontsize=6)
         cb.ax.tick_params(labelsize=6, length=2)
         cb.ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
         cb.ax.invert_yaxis()
