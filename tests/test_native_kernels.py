@@ -51,9 +51,10 @@ def test_luma_matches_eager_on_every_colour():
 
 
 def test_first_pass_division_shortcut_is_exact():
-    # the kernel computes float32(s / 7) as float32(s * (1/7)) for integer window sums s
+    # scipy stores float32(double(s) / 7) for the integer window sums s of the first pass; the
+    # kernel computes the correctly rounded float32 quotient (as the eager path's float32 division)
     s = np.arange(0, 7 * 255 * 255 + 1, dtype=np.float64)
-    assert np.array_equal((s / 7).astype(np.float32), (s * (1 / 7)).astype(np.float32))
+    assert np.array_equal((s / 7).astype(np.float32), s.astype(np.float32) / np.float32(7))
 
 
 @pytest.mark.parametrize("shape", [(3, 16, 16), (2, 17, 23), (2, 40, 31), (1, 64, 200)])

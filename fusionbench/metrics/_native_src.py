@@ -132,11 +132,32 @@ static void colsum_update(int32_t *cs, int64_t w, const uint8_t *x, const uint8_
                      x, y1, y2, xo, y1o, y2o);
 }
 
+/* float32(s / 7.0) of the integer column sums s, as double. For integers 0 <= s <= 7 * 255^2,
+   the float32 quotient s / 7 (Markstein-corrected reciprocal multiplication, correctly rounded)
+   equals scipy's float32(double(s) / 7) since s / 7 is either exact or at least 2^-3 ulp away
+   from a float32 rounding boundary (checked exhaustively in the tests). */
+__attribute__((noinline)) static void first_pass(const int32_t *restrict cs, int64_t w, double *restrict vd) {
+    const float inv7 = 1.0f / 7.0f;
+    for (int64_t j = 0; j < w; j++) {
+        float sv = (float)cs[j];
+        float q = sv * inv7;
+        float r = fmaf(-q, 7.0f, sv);
+        vd[j] = (double)fmaf(r, inv7, q);
+    }
+}
+
+/* float32(RN64(sum of 7 consecutive values / 7)); the sums are exact in double, in any order */
+__attribute__((noinline)) static void second_pass(const double *restrict v, int64_t wo, float *restrict u,
+                                                  double *restrict p2) {
+    for (int64_t j = 0; j < wo + 5; j++) p2[j] = v[j] + v[j + 1];
+    for (int64_t j = 0; j < wo; j++) u[j] = (float)div7((p2[j] + p2[j + 2]) + (p2[j + 4] + v[j + 6]));
+}
+
 static void ssim_image(const uint8_t *X, const uint8_t *Y1, const uint8_t *Y2, int64_t h, int64_t w,
                        float cn, float c1, float c2, double *res /* 2 */, void *work) {
     const int K = 7;
     int32_t *cs = (int32_t *)work;                 /* NQ * w column sums */
-    double *vd = (double *)(cs + NQ * w + 16);     /* NQ * w first-pass means (float32 values) */
+    double *vd = (double *)(cs + NQ * w + 16);     /* 2 * w: first-pass means (float32 values), pair sums */
     double *acc = vd + NQ * w;                     /* 2 * w per-column sums of the SSIM map */
     float *uf = (float *)(acc + 2 * w);            /* NQ * w second-pass means */
     int64_t wo = w - K + 1, ho = h - K + 1;
@@ -147,16 +168,11 @@ static void ssim_image(const uint8_t *X, const uint8_t *Y1, const uint8_t *Y2, i
         for (int64_t rr = (r == 0 ? 0 : r + K - 1); rr <= r + K - 1; rr++)
             colsum_update(cs, w, X + rr * w, Y1 + rr * w, Y2 + rr * w,
                           r == 0 ? NULL : X + (r - 1) * w, Y1 + (r - 1) * w, Y2 + (r - 1) * w);
-        /* first pass result: float32(sum / 7.0). For integers 0 <= s <= 7 * 255^2,
-           RN32(s * RN64(1/7)) == RN32(RN64(s / 7)) (checked exhaustively in the tests): s/7 is
-           either exact or at least 2^-3 ulp32 away from a float32 rounding boundary. */
-        for (int64_t j = 0; j < NQ * w; j++) vd[j] = (double)(float)((double)cs[j] * (1.0 / 7.0));
-        /* second pass: float32(window sum / 7.0) */
+        /* per quantity, with the row buffers in L1: first pass float32(sum / 7.0), then the
+           second pass float32(window sum / 7.0) */
         for (int q = 0; q < NQ; q++) {
-            const double *restrict v = vd + q * w;
-            float *restrict u = uf + q * w;
-            for (int64_t j = 0; j < wo; j++)
-                u[j] = (float)div7((((((v[j] + v[j + 1]) + v[j + 2]) + v[j + 3]) + v[j + 4]) + v[j + 5]) + v[j + 6]);
+            first_pass(cs + q * w, w, vd);
+            second_pass(vd, wo, uf + q * w, vd + w);
         }
         /* the SSIM map, float32 as numpy computes it */
         ssim_row(uf, uf + w, uf + 2 * w, uf + 3 * w, uf + 4 * w, cn, c1, c2, acc, wo);
@@ -193,6 +209,18 @@ __attribute__((noinline)) static void ag_row(const uint8_t *restrict f, const ui
     }
 }
 
+__attribute__((noinline)) static void row_sums32(const uint8_t *restrict f, const uint8_t *restrict a,
+                                                 const uint8_t *restrict b, int64_t w, int32_t *t) {
+    int32_t sf = 0, sa = 0, sb = 0, sff = 0, saa = 0, sbb = 0, sfa = 0, sfb = 0, sab = 0;
+    for (int64_t j = 0; j < w; j++) {
+        int32_t fv = f[j], av = a[j], bv = b[j];
+        sf += fv; sa += av; sb += bv;
+        sff += fv * fv; saa += av * av; sbb += bv * bv;
+        sfa += fv * av; sfb += fv * bv; sab += av * bv;
+    }
+    t[0] = sf; t[1] = sa; t[2] = sb; t[3] = sff; t[4] = saa; t[5] = sbb; t[6] = sfa; t[7] = sfb; t[8] = sab;
+}
+
 static void moments_image(const uint8_t *F, const uint8_t *A, const uint8_t *B, int64_t h, int64_t w,
                           moments_t *m, int32_t *jfa, int32_t *jfb, double *agcol) {
     memset(m, 0, sizeof(*m));
@@ -214,17 +242,33 @@ static void moments_image(const uint8_t *F, const uint8_t *A, const uint8_t *B, 
     m->maxf = maxf;
     for (int64_t r = 0; r < h; r++) {
         const uint8_t *f = F + r * w, *a = A + r * w, *b = B + r * w;
-        int64_t sf = 0, sa = 0, sb = 0, sff = 0, saa = 0, sbb = 0, sfa = 0, sfb = 0, sab = 0, dx2 = 0, dy2 = 0;
-        for (int64_t j = 0; j < w; j++) {
-            int32_t fv = f[j], av = a[j], bv = b[j];
-            sf += fv; sa += av; sb += bv;
-            sff += fv * fv; saa += av * av; sbb += bv * bv;
-            sfa += fv * av; sfb += fv * bv; sab += av * bv;
-        }
-        for (int64_t j = 0; j + 1 < w; j++) { int32_t d = (int32_t)f[j + 1] - f[j]; dx2 += d * d; }
-        if (r + 1 < h) {
-            const uint8_t *fn = f + w;
-            for (int64_t j = 0; j < w; j++) { int32_t d = (int32_t)fn[j] - f[j]; dy2 += d * d; }
+        int64_t sf, sa, sb, sff, saa, sbb, sfa, sfb, sab, dx2 = 0, dy2 = 0;
+        if (w <= 33000) {  /* a row's sums fit int32 (w * 255^2 < 2^31): 16 lanes instead of 8 */
+            int32_t t[9];
+            row_sums32(f, a, b, w, t);
+            sf = t[0]; sa = t[1]; sb = t[2]; sff = t[3]; saa = t[4]; sbb = t[5]; sfa = t[6]; sfb = t[7]; sab = t[8];
+            int32_t d2 = 0;
+            for (int64_t j = 0; j + 1 < w; j++) { int32_t d = (int32_t)f[j + 1] - f[j]; d2 += d * d; }
+            dx2 = d2;
+            if (r + 1 < h) {
+                const uint8_t *fn = f + w;
+                d2 = 0;
+                for (int64_t j = 0; j < w; j++) { int32_t d = (int32_t)fn[j] - f[j]; d2 += d * d; }
+                dy2 = d2;
+            }
+        } else {
+            sf = sa = sb = sff = saa = sbb = sfa = sfb = sab = 0;
+            for (int64_t j = 0; j < w; j++) {
+                int64_t fv = f[j], av = a[j], bv = b[j];
+                sf += fv; sa += av; sb += bv;
+                sff += fv * fv; saa += av * av; sbb += bv * bv;
+                sfa += fv * av; sfb += fv * bv; sab += av * bv;
+            }
+            for (int64_t j = 0; j + 1 < w; j++) { int64_t d = (int64_t)f[j + 1] - f[j]; dx2 += d * d; }
+            if (r + 1 < h) {
+                const uint8_t *fn = f + w;
+                for (int64_t j = 0; j < w; j++) { int64_t d = (int64_t)fn[j] - f[j]; dy2 += d * d; }
+            }
         }
         /* AG: numpy.gradient (central inside, one-sided on the borders), per pixel
            sqrt((gx^2 + gy^2) / 2) = sqrt(q / 8) with q integer, in double; summed per column */
