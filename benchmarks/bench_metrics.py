@@ -11,6 +11,11 @@ ratios) is printed at the end of the module. Scenarios (issue 3, item 8):
 * end to end from image files: ``score_files`` (what ``fusionbench score`` runs) on VIFB's JPEGs
   against decoding with Pillow plus the per-image reference, six core metrics.
 
+The summary also gives fusionbench's CPU time per fused pixel, whether the native kernels
+(:mod:`fusionbench.metrics._native`) were used, the load average, and a memory-bandwidth bound:
+the single-thread copy bandwidth measured in the same run divided by the bytes of decoded input
+per image (the kernels read each decoded image once; every intermediate stays in cache).
+
 The reference's full set takes about a second per image, so it is timed on a subset and reported
 per image. Images/s and the speed-up ratio go to the terminal and into ``extra_info`` of each
 benchmark (``--benchmark-json``) and into ``.benchmarks/metrics_speed.json``. fusionbench uses every CPU core through worker threads; the
@@ -204,6 +209,18 @@ def test_reference_files_core(benchmark, files):
 
 
 # ---------------------------------------------------------------------------------------------
+def _copy_bandwidth() -> float:
+    """Single-thread memory bandwidth in bytes/s (read + write) of a 256 MiB copy, best of 3."""
+    src = np.ones(1 << 25, dtype=np.float64)
+    dst = np.empty_like(src)
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        np.copyto(dst, src)
+        best = min(best, time.perf_counter() - t)
+    return 2 * src.nbytes / best
+
+
 def _report(request):
     tr = request.config.pluginmanager.get_plugin("terminalreporter")
     if not RESULTS or tr is None:
@@ -217,6 +234,17 @@ def _report(request):
                          f"{r['images_per_s']:6.2f} img/s   ratio {o['images_per_s'] / r['images_per_s']:5.1f}x   "
                          f"| CPU ms/image {o['cpu_ms_per_image']:7.2f} vs {r['cpu_ms_per_image']:7.2f} "
                          f"({r['cpu_ms_per_image'] / o['cpu_ms_per_image']:.1f}x)")
+    from fusionbench.metrics import _native
+
+    bw = _copy_bandwidth()
+    in_bytes = H * W * 7  # decoded fused RGB + IR grey + VI RGB
+    for key, label in (("core", "six core"), ("full", "12 metrics")):
+        o = RESULTS.get(f"ours-{key}")
+        if o:
+            lines.append(f"  {label:10s}: fusionbench CPU {1e6 * o['cpu_ms_per_image'] / (H * W):.2f} ns per fused "
+                         f"pixel; memory-bandwidth bound {bw / in_bytes:.0f} img/s per core "
+                         f"({bw / 1e9:.1f} GB/s copy bandwidth, {in_bytes / 1e6:.2f} MB of decoded input per image)")
+    lines.append(f"  native kernels: {_native.status()}")
     lines.append(f"  data: {next(iter(RESULTS.values()))['what']}; load average {os.getloadavg()[0]:.1f} "
                  f"at {time.strftime('%H:%M')}")
     capman = request.config.pluginmanager.get_plugin("capturemanager")
