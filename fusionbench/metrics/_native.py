@@ -84,10 +84,17 @@ def _build() -> ctypes.CDLL:
         raise RuntimeError("no C compiler found (set CC)")
     ver = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     key = hashlib.sha256("\0".join([C_SOURCE, " ".join(CFLAGS), cc, ver, _cpu_key(), sys.platform]).encode())
+    name = f"fb_cddfuse_{key.hexdigest()[:20]}.so"
     d = _cache_dir()
-    so = d / f"fb_cddfuse_{key.hexdigest()[:20]}.so"
-    if not so.is_file():
+    try:
         d.mkdir(parents=True, exist_ok=True)
+        if not os.access(d, os.W_OK):
+            raise PermissionError(d)
+    except OSError:  # read-only home: a per-user temporary directory
+        d = Path(tempfile.gettempdir()) / f"fusionbench-native-{os.getuid() if hasattr(os, 'getuid') else 0}"
+        d.mkdir(parents=True, exist_ok=True)
+    so = d / name
+    if not so.is_file():
         with tempfile.TemporaryDirectory(dir=d) as tmp:
             src = Path(tmp) / "fb_kernels.c"
             src.write_text(C_SOURCE)

@@ -14,6 +14,11 @@ only.
 On CPU, parallelism comes from threads that each score whole images with single-threaded torch
 operations. Intra-operation threading (one synchronisation point per tensor operation) was
 measured to be up to 10x slower on a loaded 2-core machine.
+
+On CPU, the ``cddfuse`` preset's metrics EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM, MSE, RMSE, CC
+and PSNR run in a native kernel straight on the decoded uint8 images (see
+:mod:`fusionbench.metrics._native`; same values as the eager torch kernels, SSIM bit for bit);
+everything else, and everything on CUDA, runs the eager torch kernels on the prepared tensors.
 """
 from __future__ import annotations
 
