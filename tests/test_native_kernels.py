@@ -143,3 +143,16 @@ def test_decode_matches_read_image(tmp_path):
             Image.fromarray(arr, mode).save(p)
             got, want = _decode(p), read_image(p)
             assert np.array_equal(got[..., : want.shape[-1]], want) and got.shape[:2] == want.shape[:2]
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch, tmp_path):
+    monkeypatch.setenv("FUSIONBENCH_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+    monkeypatch.setattr(_native, "_lib", None)
+    monkeypatch.setattr(_native, "_status", "not loaded yet")
+    assert _native.library() is None and _native.status().startswith("unavailable")
+    f, a, b = (_images(1, c, 20, 20, "smooth", s) for c, s in ((3, 1), (1, 2), (3, 3)))
+    out = score_batch(f, a, b, "EN,SSIM,VIF", dtype=torch.float64)
+    want = _eager(f, a, b, "EN,SSIM,VIF")
+    for k in want:
+        assert torch.allclose(out[k], want[k], rtol=1e-12), k
