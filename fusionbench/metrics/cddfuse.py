@@ -69,8 +69,8 @@ def native_cddfuse(fused: Tensor, a: Tensor, b: Tensor, names) -> dict[str, Tens
     tensors (SSIM bit for bit; the moment-based metrics from exact integer sums).
     """
     names = [n for n in names if n in NATIVE_METRICS]
-    if not names or not _native.usable(fused, a, b):
-        return None
+    if not names or min(fused.shape[-2:]) < 16 or not _native.usable(fused, a, b):
+        return None  # (images this small are rejected by score_batch anyway)
     return _native.cddfuse_core(fused, a, b, names)
 
 
