@@ -156,3 +156,19 @@ def test_compile_failure_falls_back_to_eager(monkeypatch, tmp_path):
     want = _eager(f, a, b, "EN,SSIM,VIF")
     for k in want:
         assert torch.allclose(out[k], want[k], rtol=1e-12), k
+
+
+def test_decode_of_an_image_in_several_memory_blocks(tmp_path):
+    # Pillow holds images above its block size (16 MiB) in several blocks: no zero-copy view, the
+    # already decoded pixels are copied the ordinary way (the file is not decoded twice)
+    from PIL import Image
+
+    from fusionbench.io import read_image
+    from fusionbench.metrics.scoring import _decode
+
+    arr = np.zeros((2100, 2100, 3), np.uint8)
+    arr[::7, ::5] = (10, 200, 30)
+    p = tmp_path / "big.png"
+    Image.fromarray(arr).save(p, compress_level=1)
+    got = _decode(p)
+    assert np.array_equal(got[..., :3], read_image(p))

@@ -228,6 +228,12 @@ def _decode(path: Path) -> np.ndarray:
     return arr if arr is not None else read_image(path)
 
 
+def _pixels(im) -> np.ndarray:
+    """The pixels of a loaded RGB or L image the ordinary way (one ``tobytes`` copy), as read_image gives them."""
+    arr = np.asarray(im, dtype=np.uint8)
+    return np.ascontiguousarray(arr if arr.ndim == 3 else arr[..., None])
+
+
 class _PixelView:
     """Owner of a zero-copy view of a Pillow image's pixels (keeps the image and its export alive)."""
 
@@ -276,21 +282,24 @@ def _decode_view(path: Path) -> np.ndarray | None:
     if _ARROW is None:
         _ARROW = _arrow_structs()
     Schema, Array, get = _ARROW
-    caps = im.__arrow_c_array__()
+    try:
+        caps = im.__arrow_c_array__()
+    except ValueError:  # e.g. a large image held in several memory blocks: no zero-copy view
+        return _pixels(im)
     schema = Schema.from_address(get(caps[0], b"arrow_schema"))
     arr = Array.from_address(get(caps[1], b"arrow_array"))
     if arr.length != w * h or arr.offset != 0:
-        return None
+        return _pixels(im)
     if im.mode == "RGB":
         if schema.format != b"+w:4" or arr.n_children != 1:
-            return None
+            return _pixels(im)
         child = arr.children[0].contents
         if child.length != 4 * w * h or child.offset != 0 or child.n_buffers < 2 or schema.children[0].contents.format != b"C":
-            return None
+            return _pixels(im)
         view = _PixelView(im, caps, child.buffers[1], (h, w, 4), (4 * w, 4, 1))  # RGB + a pad byte
     else:
         if schema.format != b"C" or arr.n_buffers < 2:
-            return None
+            return _pixels(im)
         view = _PixelView(im, caps, arr.buffers[1], (h, w, 1), (w, 1, 1))
     return np.asarray(view)
 
