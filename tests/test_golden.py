@@ -41,8 +41,16 @@ def _close(ours: float, ref: float, rtol=1e-4, atol=1e-6) -> bool:
     return abs(ours - ref) <= max(rtol * abs(ref), atol)
 
 
+@pytest.mark.parametrize("path", ["native", "eager"])
 @pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-4), (torch.float32, 1e-6)], ids=["float64", "float32"])
-def test_golden_values(dtype, rtol):
+def test_golden_values(dtype, rtol, path, monkeypatch):
+    """Both metric paths: the native CPU kernels (when a C compiler is there) and the eager torch kernels."""
+    from fusionbench.metrics import _native
+
+    if path == "eager":
+        monkeypatch.setenv("FUSIONBENCH_NATIVE", "0")
+    elif _native.library() is None:
+        pytest.skip(f"native kernels: {_native.status()}")
     rows = _reference()
     names = sorted({r["metric"] for r in rows})
     requests = parse_metrics(names, preset="cddfuse")

@@ -81,8 +81,20 @@ def relative_errors(sub, ours):
     return rows
 
 
+@pytest.fixture(params=["native", "eager"])
+def kernel_path(request, monkeypatch):
+    """Run a test on the native CPU kernels (when they build here) and on the eager torch kernels."""
+    from fusionbench.metrics import _native
+
+    if request.param == "eager":
+        monkeypatch.setenv("FUSIONBENCH_NATIVE", "0")
+    elif _native.library() is None:
+        pytest.skip(f"native kernels: {_native.status()}")
+    return request.param
+
+
 @pytest.mark.parametrize("dataset,method", CASES, ids=[f"{d}-{m}" for d, m in CASES])
-def test_cddfuse_parity(dataset, method):
+def test_cddfuse_parity(dataset, method, kernel_path):
     sub, ours = score_method(dataset, method)
     assert len(ours) == len(sub)
     bad = [r for r in relative_errors(sub, ours) if r[1] > max(RTOL * abs(r[5]), ATOL)]
@@ -98,7 +110,7 @@ def test_reference_metric_names_resolve():
         ["EN", "SD", "SF", "AG", "MI", "SCD", "Qabf", "SSIM", "MSE", "CC", "PSNR"]
 
 
-def test_float32_close_to_reference():
+def test_float32_close_to_reference(kernel_path):
     """The float32 default stays within 1e-6 of the reference (SSIM and VIF are computed the
     reference's way whatever the dtype; the rest carries float32 rounding)."""
     for dataset, method in (("vifb", "SeAFusion"), ("tno", "DenseFuse")):

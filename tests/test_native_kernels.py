@@ -1,8 +1,8 @@
 """The native CPU kernels of the cddfuse preset agree with the eager torch kernels.
 
-The eager kernels are the ones checked against the CDDFuse reference values
-(tests/test_metrics_cddfuse.py); here the native path is compared with them on synthetic
-images of awkward sizes, mixed channel layouts and degenerate content.
+Both paths are checked against the CDDFuse reference values in tests/test_metrics_cddfuse.py;
+here the native path is compared with the eager one on synthetic images of awkward sizes, mixed
+channel layouts and degenerate content.
 """
 from __future__ import annotations
 
