@@ -77,7 +77,7 @@ OFFICIAL = MethodInfo(
     code_licence=LICENCE,
     notes="Native PyTorch port of the official F; the official checkpoints load strictly after dropping their "
     "duplicated *.conv.weight keys. Matches the official outputs (see tests/test_refusion_official.py).",
-    options={"output": "auto"},
+    options={"output": "auto", "layout": "channels_last"},
 )
 
 OURS = MethodInfo(
@@ -103,7 +103,7 @@ OURS = MethodInfo(
     code_licence=LICENCE,
     notes="ReFusion F trained by fusionbench's own meta-learning implementation; same inference protocol as "
     "the official IVIF model.",
-    options={"output": "auto"},
+    options={"output": "auto", "layout": "channels_last"},
 )
 
 ENTRIES = [OFFICIAL, OURS]

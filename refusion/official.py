@@ -32,6 +32,7 @@ from fusionbench.weights import load_into, load_state_dict, resolve
 from .nets import FusionNet, remap_official
 
 OUTPUTS = ("auto", "gray", "rgb")
+LAYOUTS = ("channels_last", "nchw")
 CHROMA_DELTA = 0.5  # OpenCV's float YCrCb offset, used by the official code on 0..255 data
 
 
@@ -132,8 +133,13 @@ def _check_pair(a: Tensor, b: Tensor) -> None:
         raise SizeMismatchError(f"ReFusion: sources differ in size: a {tuple(a.shape)} vs b {tuple(b.shape)}")
 
 
-def run_protocol(net: FusionNet, a: Tensor, b: Tensor, want_rgb: bool = True) -> ProtocolOutput:
-    """Apply the official ReFusion inference protocol to uint8 batches ``a`` (first source), ``b``."""
+def run_protocol(net: FusionNet, a: Tensor, b: Tensor, want_rgb: bool = True, channels_last: bool = False) -> ProtocolOutput:
+    """Apply the official ReFusion inference protocol to uint8 batches ``a`` (first source), ``b``.
+
+    ``channels_last`` runs F on an NHWC-strided input (give F channels-last weights too): about 30 %
+    faster on CPU, because oneDNN's depthwise convolutions are much faster in that layout; the
+    convolutions then sum in another order, which moves one grey level on ~0.01 % more pixels.
+    """
     _check_pair(a, b)
     p = next(net.parameters())
     dev = p.device
@@ -141,7 +147,9 @@ def run_protocol(net: FusionNet, a: Tensor, b: Tensor, want_rgb: bool = True) ->
     b = to_rgb(b.to(dev, torch.float32))
     ya, yb = luma(a), luma(b)
     x = torch.cat([ya / 255.0, yb / 255.0], dim=1).to(p.dtype)
-    out = net(x).to(torch.float32)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = net(x).to(torch.float32).contiguous()
     y = minmax_per_image(out) * 255.0  # float32, as the official code
     gray = imageio_to_uint8(y)
     grey_a, grey_b = is_grey(a), is_grey(b)
@@ -165,15 +173,22 @@ class ReFusionFuser:
 
     ``output``: ``"auto"`` (RGB where the official script writes an RGB file, else Gray),
     ``"gray"`` (always the Gray file), ``"rgb"`` (always 3 channels; grey pairs repeated).
+    ``layout``: ``"channels_last"`` (default, ~30 % faster on CPU) or ``"nchw"``, the official
+    code's layout and summation order (fewest pixels off by one grey level; see :func:`run_protocol`).
     """
 
     tile_halo = None  # global min-max normalisation and image-wide channel attention: no tiling
 
-    def __init__(self, info: MethodInfo, net: FusionNet, task: str, output: str = "auto"):
+    def __init__(self, info: MethodInfo, net: FusionNet, task: str, output: str = "auto", layout: str = "channels_last"):
         if output not in OUTPUTS:
             raise UsageError(f"{info.display}: option output={output!r}; use one of {', '.join(OUTPUTS)}")
+        if layout not in LAYOUTS:
+            raise UsageError(f"{info.display}: option layout={layout!r}; use one of {', '.join(LAYOUTS)}")
         self.info = info
+        self.layout = layout
         self.net = net.eval()
+        if layout == "channels_last":
+            self.net.to(memory_format=torch.channels_last)
         self.task = task
         self.output = output
 
@@ -184,11 +199,11 @@ class ReFusionFuser:
     def fuse_outputs(self, a: Tensor, b: Tensor) -> ProtocolOutput:
         """Both official files (Gray and, where applicable, RGB) for a batch."""
         with torch.inference_mode():
-            return run_protocol(self.net, a, b, want_rgb=True)
+            return run_protocol(self.net, a, b, want_rgb=True, channels_last=self.layout == "channels_last")
 
     def fuse(self, a: Tensor, b: Tensor) -> Tensor:
         with torch.inference_mode():
-            res = run_protocol(self.net, a, b, want_rgb=self.output != "gray")
+            res = run_protocol(self.net, a, b, want_rgb=self.output != "gray", channels_last=self.layout == "channels_last")
         if self.output == "gray":
             return res.gray
         if res.rgb is None:
@@ -197,11 +212,11 @@ class ReFusionFuser:
 
 
 def build(weights: dict | None = None, device: torch.device | str | None = None, task: str = "ivif",
-          output: str = "auto", **options) -> ReFusionFuser:
+          output: str = "auto", layout: str = "channels_last", **options) -> ReFusionFuser:
     """Registry factory for ``refusion``: the official checkpoint of ``task`` + the official protocol."""
     info = _info("refusion")
     if options:
-        raise UsageError(f"{info.display}: unknown option(s) {', '.join(sorted(options))}; known: output")
+        raise UsageError(f"{info.display}: unknown option(s) {', '.join(sorted(options))}; known: output, layout")
     if task not in info.tasks:
         raise UsageError(f"{info.display}: unknown task {task!r}; official weights exist for {', '.join(info.tasks)}")
     name = weight_name(task)
@@ -209,7 +224,7 @@ def build(weights: dict | None = None, device: torch.device | str | None = None,
     if name not in weights:
         weights.update(resolve(info, task))
     net = load_fusion_net(weights[name], device)
-    return ReFusionFuser(info, net, task, output)
+    return ReFusionFuser(info, net, task, output, layout)
 
 
 __all__ = [

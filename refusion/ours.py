@@ -27,12 +27,12 @@ def load_ours(path: str | Path, device: torch.device | str | None = None) -> Fus
 
 
 def build(weights: dict | None = None, device: torch.device | str | None = None, task: str = "ivif",
-          output: str = "auto", **options) -> ReFusionFuser:
+          output: str = "auto", layout: str = "channels_last", **options) -> ReFusionFuser:
     """Registry factory for ``refusion-ours`` (task ivif only)."""
     from .entry import OURS as info
 
     if options:
-        raise UsageError(f"{info.display}: unknown option(s) {', '.join(sorted(options))}; known: output")
+        raise UsageError(f"{info.display}: unknown option(s) {', '.join(sorted(options))}; known: output, layout")
     if task not in info.tasks:
         raise UsageError(f"{info.display}: trained for {', '.join(info.tasks)} only, not {task!r}")
     if output not in OUTPUTS:
@@ -52,4 +52,4 @@ def build(weights: dict | None = None, device: torch.device | str | None = None,
         if got != wf.sha256:
             raise WeightsError(f"{path}: sha256 {got} does not match the recorded {wf.sha256} "
                                f"(refusion/weights/refusion_ours_ivif.json)")
-    return ReFusionFuser(info, load_ours(path, device), task, output)
+    return ReFusionFuser(info, load_ours(path, device), task, output, layout)

@@ -192,6 +192,27 @@ def test_bad_inputs_and_options():
         official.build(weights={}, device=torch.device("cpu"), task="ivif", colour=True)
 
 
+def test_layouts_agree_to_one_grey_level():
+    """channels_last (the default, faster on CPU) and nchw (the official summation order) give the same image
+    up to a one-level rounding flip on a few pixels; a wrong layout name is a usage error."""
+    info = get_method("refusion")
+    torch.manual_seed(0)
+    net = FusionNet().eval()
+    g = torch.Generator().manual_seed(1)
+    a = torch.randint(0, 256, (2, 1, 40, 52), generator=g, dtype=torch.uint8)
+    b = torch.randint(0, 256, (2, 3, 40, 52), generator=g, dtype=torch.uint8)
+    outs = {}
+    for layout in ("nchw", "channels_last"):
+        net_copy = FusionNet().eval()
+        net_copy.load_state_dict(net.state_dict())
+        outs[layout] = ReFusionFuser(info, net_copy, "ivif", layout=layout).fuse(a, b)
+    d = (outs["nchw"].int() - outs["channels_last"].int()).abs()
+    assert outs["nchw"].shape == outs["channels_last"].shape == (2, 3, 40, 52)
+    assert d.max() <= 1 and (d > 0).float().mean() < 0.01
+    with pytest.raises(UsageError, match="layout"):
+        ReFusionFuser(info, FusionNet(), "ivif", layout="nhwc")
+
+
 def test_constant_output_does_not_crash():
     class Const(_PixelNet):
         def forward(self, x):
