@@ -22,40 +22,29 @@ int fb_abi_version(void) { return FB_ABI_VERSION; }
 /* ---------------------------------------------------------------------------------------
  * luma: float32 ((B*0.114 + G*0.587) + R*0.299), rounded half to even, as uint8
  * ------------------------------------------------------------------------------------- */
+static inline uint8_t luma_px(uint8_t r, uint8_t g, uint8_t b) {
+    float y = (float)b * 0.114f;
+    y = y + (float)g * 0.587f;
+    y = y + (float)r * 0.299f;
+    y = rintf(y);
+    y = y < 0.f ? 0.f : (y > 255.f ? 255.f : y);
+    return (uint8_t)(int)y;
+}
+
 /* c: 1 (grey), 3 (planar R, G, B planes), -3 (interleaved RGB, channels last) or -4 (RGBX) */
 static void luma_plane(const uint8_t *src, int c, int64_t hw, uint8_t *dst) {
     if (c == 1) { memcpy(dst, src, (size_t)hw); return; }
-    if (c == -4) {  /* RGBX, as Pillow holds RGB images */
-        for (int64_t i = 0; i < hw; i++) {
-            float y = (float)src[4 * i + 2] * 0.114f;
-            y = y + (float)src[4 * i + 1] * 0.587f;
-            y = y + (float)src[4 * i] * 0.299f;
-            y = rintf(y);
-            y = y < 0.f ? 0.f : (y > 255.f ? 255.f : y);
-            dst[i] = (uint8_t)(int)y;
-        }
+    /* interleaved RGBX (as Pillow holds RGB images) or RGB: constant strides, so the loops vectorise */
+    if (c == -4) {
+        for (int64_t i = 0; i < hw; i++) dst[i] = luma_px(src[4 * i], src[4 * i + 1], src[4 * i + 2]);
         return;
     }
     if (c == -3) {
-        for (int64_t i = 0; i < hw; i++) {
-            float y = (float)src[3 * i + 2] * 0.114f;
-            y = y + (float)src[3 * i + 1] * 0.587f;
-            y = y + (float)src[3 * i] * 0.299f;
-            y = rintf(y);
-            y = y < 0.f ? 0.f : (y > 255.f ? 255.f : y);
-            dst[i] = (uint8_t)(int)y;
-        }
+        for (int64_t i = 0; i < hw; i++) dst[i] = luma_px(src[3 * i], src[3 * i + 1], src[3 * i + 2]);
         return;
     }
     const uint8_t *r = src, *g = src + hw, *b = src + 2 * hw;
-    for (int64_t i = 0; i < hw; i++) {
-        float y = (float)b[i] * 0.114f;
-        y = y + (float)g[i] * 0.587f;
-        y = y + (float)r[i] * 0.299f;
-        y = rintf(y);
-        y = y < 0.f ? 0.f : (y > 255.f ? 255.f : y);
-        dst[i] = (uint8_t)(int)y;
-    }
+    for (int64_t i = 0; i < hw; i++) dst[i] = luma_px(r[i], g[i], b[i]);
 }
 
 void fb_luma(int64_t n, int64_t hw, const uint8_t *src, int c, uint8_t *dst) {
