@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import DataError, UsageError, did_you_mean
 from ..io import IMAGE_EXTS, atomic_path, read_image
-from .report import Run, load_run, metric_direction, safe_name
+from .report import Run, coverage, load_run, metric_direction, safe_name
 
 # Okabe & Ito (2008), "Color Universal Design"; ordered so that neighbours contrast, yellow late.
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#000000")
@@ -465,9 +465,7 @@ def rank_matrix(run: Run, datasets=None, metrics=None, methods=None):
     cols = {}
     for ds in datasets:
         sub = s[s["dataset"] == ds]
-        total = len(run.dataset_info(ds).get("stems") or ()) or (int(sub["n"].max()) if len(sub) else 0)
-        covered = sub.groupby("method")["n"].min()
-        partial = set(covered[covered < total].index)
+        partial = set(coverage(run, ds)[1])
         for k in metrics:
             if dirs[k] is None:
                 continue
@@ -486,7 +484,7 @@ def rank_matrix(run: Run, datasets=None, metrics=None, methods=None):
 
 
 def stretched_ranks(ranks):
-    """Each column's ranks mapped onto 1..N, N the most methods any column ranks (identity when all equal)."""
+    """Each column's ranks mapped onto 1..N, N the most methods any column ranks (``ranks`` itself when all equal)."""
     counts = ranks.notna().sum(axis=0)
     big = int(counts.max()) if len(counts) else 0
     if big < 2 or (counts == big).all():
@@ -510,10 +508,11 @@ def rank_heatmap(run: Run, datasets=None, metrics=None, methods=None, width=7.0,
     from matplotlib.colors import Normalize
 
     ranks, mean = rank_matrix(run, datasets, metrics, methods)
-    stretched = not stretched_ranks(ranks).equals(ranks)
+    scaled = stretched_ranks(ranks)
+    stretched = scaled is not ranks
     max_w = _width(width)
     data = np.column_stack([ranks.to_numpy(dtype=float), mean.to_numpy(dtype=float)])
-    shade = np.column_stack([stretched_ranks(ranks).to_numpy(dtype=float), mean.to_numpy(dtype=float)])
+    shade = np.column_stack([scaled.to_numpy(dtype=float), mean.to_numpy(dtype=float)])
     col_keys = list(ranks.columns)
     groups = list(dict.fromkeys(d for d, _ in col_keys))
     n_rows, n_cols = data.shape

@@ -309,13 +309,23 @@ class Block:
     partial: dict = field(default_factory=dict)  # method -> images it was scored on, when fewer than total
 
 
-def _dataset_total(run: "Run", ds: str, n: dict) -> int | None:
-    """Pairs in ``ds``: from provenance.json when the run recorded them, else the largest count scored."""
+def coverage(run: "Run", ds: str, metrics=None) -> tuple[int | None, dict]:
+    """``(pairs in ds, {method: images scored})`` for the methods scored on fewer images than ``ds`` has.
+
+    The pair count comes from provenance.json when the run recorded it, else it is the largest
+    count scored. A method's count is its smallest over ``metrics`` (default: all). Tables show
+    such partial rows marked and unranked; the rank heat-map leaves them out.
+    """
+    s = run.summary
+    sub = s[s["dataset"] == ds]
+    if metrics is not None:
+        sub = sub[sub["metric"].isin(list(metrics))]
     stems = run.dataset_info(ds).get("stems")
-    if stems:
-        return len(stems)
-    finite = [int(v) for v in n.values() if math.isfinite(v)]
-    return max(finite) if finite else None
+    total = len(stems) if stems else (int(sub["n"].max()) if len(sub) else None)
+    if not total:
+        return total, {}
+    counts = sub.groupby("method")["n"].min()
+    return total, {m: int(c) for m, c in counts.items() if c < total}
 
 
 def _select(available: list, wanted, kind: str) -> list:
@@ -357,12 +367,8 @@ def build_blocks(run: Run, datasets=None, metrics=None, methods=None, digits: in
                 std[(r.method, r.metric)] = float(r.std)
                 n[(r.method, r.metric)] = float(r.n)
         present = [m for m in methods if any((m, k) in mean for k in metrics)]
-        total = _dataset_total(run, ds, n)
-        partial = {}
-        for m in present:
-            counts = [int(n[(m, k)]) for k in metrics if (m, k) in n and math.isfinite(n[(m, k)])]
-            if total and counts and min(counts) < total:
-                partial[m] = min(counts)
+        total, partial = coverage(run, ds, metrics)
+        partial = {m: partial[m] for m in present if m in partial}  # in table order
         dec, marks = {}, {}
         for k in metrics:
             vals = [mean.get((m, k)) for m in present]
