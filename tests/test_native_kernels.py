@@ -57,6 +57,26 @@ def test_first_pass_division_shortcut_is_exact():
     assert np.array_equal((s / 7).astype(np.float32), s.astype(np.float32) / np.float32(7))
 
 
+def test_second_pass_division_by_one_multiplication_is_exact():
+    # the horizontal pass rounds window sums t = m * 2^-26 (m < 2^45) as float32(t * RN64(1/7))
+    # where scipy stores float32(t / 7); the kernel's comment proves they agree, checked here on
+    # random sums of every magnitude and on the cases that could break it: sums that are exactly
+    # 7 times a float32 midpoint, and their nearest neighbours on the 2^-26 grid
+    rng = np.random.default_rng(0)
+    inv7 = np.float64(1) / np.float64(7)
+    m = np.concatenate([rng.integers(2 ** max(e - 1, 0), 2 ** e + 1, 50_000) for e in range(46)])
+    t = m.astype(np.float64) * 2.0 ** -26
+    assert np.array_equal((t * inv7).astype(np.float32), (t / 7).astype(np.float32))
+    f = rng.uniform(0, 65025, 500_000).astype(np.float32)
+    mid = (f.astype(np.float64) + np.nextafter(f, np.float32(np.inf)).astype(np.float64)) / 2
+    t = 7 * mid
+    t = t[t * 2.0 ** 26 == np.round(t * 2.0 ** 26)]  # on the grid of window sums
+    assert len(t) > 400_000
+    for k in (0, -1, 1, -2, 2):
+        tk = t + k * 2.0 ** -26
+        assert np.array_equal((tk * inv7).astype(np.float32), (tk / 7).astype(np.float32)), k
+
+
 @pytest.mark.parametrize("shape", [(3, 16, 16), (2, 17, 23), (2, 40, 31), (1, 64, 200)])
 @pytest.mark.parametrize("kind", ["noise", "smooth", "flat"])
 @pytest.mark.parametrize("chans", [(3, 1, 3), (1, 1, 1), (3, 3, 3)])
@@ -71,6 +91,27 @@ def test_native_matches_eager(shape, kind, chans):
         fin = torch.isfinite(e)
         tol = 1e-12 if k == "SSIM" else 1e-8  # SSIM: the same float32 maps, summed in another order
         assert torch.allclose(g[fin], e[fin], rtol=tol, atol=1e-12), (k, g, e)
+
+
+@pytest.mark.parametrize("w", [16, 17, 19, 21, 22, 29, 30, 37, 54, 55, 70, 71, 101, 646])
+def test_native_ssim_every_segment_layout(w):
+    # the SSIM kernel cuts each row into 8 interleaved segments of ceil((w - 6) / 8) columns;
+    # widths around the multiples of 8 (and an odd number of columns per segment) hit its edges
+    f, a, b = (_images(2, c, 19, w, "smooth", seed) for c, seed in ((3, 7), (1, 8), (3, 9)))
+    got = _native_scores(f, a, b, "SSIM")["SSIM"]
+    want = _eager(f, a, b, "SSIM")["SSIM"]
+    assert torch.allclose(got, want, rtol=1e-12, atol=0), (got, want)
+
+
+def test_float32_ag_square_roots():
+    # float32 results: AG's per-pixel square roots are float32 (correctly rounded), so AG stays
+    # within a few float32 ulps of the double value
+    f, a, b = (_images(3, c, 48, 64, "noise", s) for c, s in ((3, 4), (1, 5), (3, 6)))
+    ag64 = score_batch(f, a, b, "AG", dtype=torch.float64)["AG"]
+    ag32 = score_batch(f, a, b, "AG", dtype=torch.float32)["AG"]
+    assert ag32.dtype == torch.float32
+    assert torch.allclose(ag32.double(), ag64, rtol=1e-7, atol=0)
+    assert torch.allclose(ag64, _eager(f, a, b, "AG")["AG"].double(), rtol=1e-12, atol=0)
 
 
 def test_constant_and_identical_images():
@@ -172,3 +213,31 @@ def test_decode_of_an_image_in_several_memory_blocks(tmp_path):
     Image.fromarray(arr).save(p, compress_level=1)
     got = _decode(p)
     assert np.array_equal(got[..., :3], read_image(p))
+
+
+def test_parallel_scoring_matches_serial_and_restores_threads():
+    # workers > 1: the calling thread and kept helper threads take chunks in turn
+    f, a, b = (_images(12, c, 24, 24, "smooth", s) for c, s in ((3, 11), (1, 12), (3, 13)))
+    n = torch.get_num_threads()
+    serial = score_batch(f, a, b, ALL_NATIVE, dtype=torch.float64, chunk_pixels=24 * 24)
+    for workers in (2, 3, 2):
+        par = score_batch(f, a, b, ALL_NATIVE, dtype=torch.float64, chunk_pixels=24 * 24, workers=workers)
+        assert all(torch.equal(par[k], serial[k]) for k in serial)
+    assert torch.get_num_threads() == n
+
+
+def test_parallel_scoring_reraises_a_chunk_failure(monkeypatch):
+    from fusionbench.metrics import scoring
+
+    calls = []
+
+    def run(i, single):
+        calls.append(i)
+        if i == 3:
+            raise RuntimeError("chunk 3 failed")
+        return {"i": i}
+
+    with pytest.raises(RuntimeError, match="chunk 3 failed"):
+        scoring._run_parallel(run, list(range(6)), 2)
+    assert 3 in calls
+    assert scoring._run_parallel(lambda i, s: i * 2, [1, 2, 3], 3) == [2, 4, 6]

@@ -31,13 +31,14 @@ from torch import Tensor
 
 from ._native_src import C_SOURCE
 
-ABI_VERSION = 5
+ABI_VERSION = 6
 CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-std=gnu99"]
 
 #: output slots of fb_cddfuse_core, in order
 CORE_SLOTS = ("EN", "SD", "SF", "AG", "SCD", "SSIM", "MI", "MSE", "CC", "PSNR", "RMSE", "VIF", "Qabf")
 _ALL_SLOTS = CORE_SLOTS
 _FLAG = {"SSIM": 2, "MI": 4, "VIF": 8, "Qabf": 16}  # every other slot comes from the moments pass (flag 1)
+_F32 = 32  # float32 results asked for
 
 _lock = threading.Lock()
 _lib = None
@@ -173,8 +174,12 @@ def luma(x: Tensor) -> Tensor:
     return out
 
 
-def cddfuse_core(f: Tensor, a: Tensor, b: Tensor, names) -> dict[str, Tensor]:
-    """The metrics of :data:`CORE_SLOTS` that are in ``names``, for CPU uint8 batches: ``{name: float64 (N,)}``."""
+def cddfuse_core(f: Tensor, a: Tensor, b: Tensor, names, dtype=torch.float64) -> dict[str, Tensor]:
+    """The metrics of :data:`CORE_SLOTS` that are in ``names``, for CPU uint8 batches: ``{name: float64 (N,)}``.
+
+    Everything is computed in double (or exactly, in integers), except that with ``dtype``
+    float32 AG's per-pixel square roots are float32 ones.
+    """
     import numpy as np
 
     lib = library()
@@ -184,6 +189,8 @@ def cddfuse_core(f: Tensor, a: Tensor, b: Tensor, names) -> dict[str, Tensor]:
     flags = 0
     for s in want:
         flags |= _FLAG.get(s, 1)
+    if dtype == torch.float32:
+        flags |= _F32
     out = torch.empty((n, len(_ALL_SLOTS)), dtype=torch.float64)
     win = 49
     cn, c1, c2 = np.float32(win / (win - 1)), np.float32((0.01 * 2.0) ** 2), np.float32((0.03 * 2.0) ** 2)

@@ -1,7 +1,8 @@
 """C source of the native CPU kernels of the ``cddfuse`` preset (compiled on first use by :mod:`._native`).
 
 Kept as a Python string so that it ships with the package like any other module. Everything
-here is plain C99 (no intrinsics); the compiler vectorises the inner loops. Floating-point
+here is portable C99 plus GCC/Clang vector types (no intrinsics, no assembly); the compiler
+vectorises the inner loops. Floating-point
 semantics are strict IEEE (no fast-math, no FMA contraction): the SSIM kernel reproduces
 scikit-image's float32 arithmetic bit for bit and relies on it.
 
@@ -15,7 +16,7 @@ C_SOURCE = r"""
 #include <string.h>
 #include <math.h>
 
-#define FB_ABI_VERSION 5
+#define FB_ABI_VERSION 6
 
 int fb_abi_version(void) { return FB_ABI_VERSION; }
 
@@ -26,9 +27,8 @@ static inline uint8_t luma_px(uint8_t r, uint8_t g, uint8_t b) {
     float y = (float)b * 0.114f;
     y = y + (float)g * 0.587f;
     y = y + (float)r * 0.299f;
-    y = rintf(y);
-    y = y < 0.f ? 0.f : (y > 255.f ? 255.f : y);
-    return (uint8_t)(int)y;
+    /* no clamp needed: 0 <= y <= 255 * (0.114f + 0.587f + 0.299f) < 255.5 (checked on every colour) */
+    return (uint8_t)(int)rintf(y);
 }
 
 /* c: 1 (grey), 3 (planar R, G, B planes), -3 (interleaved RGB, channels last) or -4 (RGBX) */
@@ -63,16 +63,6 @@ void fb_luma(int64_t n, int64_t hw, const uint8_t *src, int c, uint8_t *dst) {
  * mean (skimage crops (7-1)/2 pixels), so reflect padding never matters.
  * ------------------------------------------------------------------------------------- */
 #define NQ 8  /* x, xx, y1, y1y1, xy1, y2, y2y2, xy2 */
-
-/* RN64(t / 7) without a division: q = RN(t * RN(1/7)) is within an ulp of t/7, r = t - 7q is
-   exact (fma), and RN(q + r * RN(1/7)) is the correctly rounded quotient (Markstein's correction
-   theorem). Division is the bottleneck of this kernel otherwise. */
-static inline double div7(double t) {
-    const double inv7 = 1.0 / 7.0;
-    double q = t * inv7;
-    double r = fma(-q, 7.0, t);
-    return fma(r, inv7, q);
-}
 
 static void ssim_row(const float *restrict ux_, const float *restrict uxx_, const float *restrict uy_,
                      const float *restrict uyy_, const float *restrict uxy_, float cn, float c1, float c2,
@@ -135,40 +125,139 @@ __attribute__((noinline)) static void first_pass(const int32_t *restrict cs, int
     }
 }
 
-/* float32(RN64(sum of 7 consecutive values / 7)); the sums are exact in double, in any order */
-__attribute__((noinline)) static void second_pass(const double *restrict v, int64_t wo, float *restrict u,
-                                                  double *restrict p2) {
-    for (int64_t j = 0; j < wo + 5; j++) p2[j] = v[j] + v[j + 1];
-    for (int64_t j = 0; j < wo; j++) u[j] = (float)div7((p2[j] + p2[j + 2]) + (p2[j + 4] + v[j + 6]));
+/* The horizontal pass runs on rows held in segment-interleaved order: the wo output columns are
+   cut into SEG = 8 segments of L = ceil(wo / 8) columns, and element t * SEG + k of a permuted
+   row is column k * L + t of the image, for t < L + 6 (each segment carries the 6 columns its last
+   windows reach into; columns past the image are 0). The vertical pass and the first division
+   are per column, so they run unchanged on permuted rows; the horizontal windows of output t of
+   the 8 segments are then the 7 aligned vectors t .. t+6, slid along t with one add and one
+   subtract per step, both exact (every partial sum is a sum of consecutive first-pass values,
+   exact in double as said above). */
+#define SEG 8
+
+static inline uint64_t load64(const uint8_t *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+
+/* swap the (sh/8)-byte blocks of a and b selected by m: one step of an 8x8 byte transpose */
+#define SWAP_BLOCKS(a, b, sh, m) { uint64_t d_ = (((a) >> (sh)) ^ (b)) & (m); (b) ^= d_; (a) ^= d_ << (sh); }
+
+/* out[t * SEG + k] = in[k * L + t] for t < L + 6, eight columns of the eight segments at a time
+   (an 8x8 byte transpose in 64-bit words). Reads up to in[8 * L + 13], i.e. 14 bytes past the
+   row: the caller's buffers carry that slack. What lands past column w only enters outputs
+   past wo, which are never summed. */
+static void permute_row(const uint8_t *restrict in, int64_t L, uint8_t *restrict out) {
+    for (int64_t t = 0; t < L + 6; t += 8) {
+        uint64_t r0 = load64(in + t), r1 = load64(in + L + t), r2 = load64(in + 2 * L + t),
+                 r3 = load64(in + 3 * L + t), r4 = load64(in + 4 * L + t), r5 = load64(in + 5 * L + t),
+                 r6 = load64(in + 6 * L + t), r7 = load64(in + 7 * L + t);
+        SWAP_BLOCKS(r0, r1, 8, 0x00FF00FF00FF00FFull); SWAP_BLOCKS(r2, r3, 8, 0x00FF00FF00FF00FFull);
+        SWAP_BLOCKS(r4, r5, 8, 0x00FF00FF00FF00FFull); SWAP_BLOCKS(r6, r7, 8, 0x00FF00FF00FF00FFull);
+        SWAP_BLOCKS(r0, r2, 16, 0x0000FFFF0000FFFFull); SWAP_BLOCKS(r1, r3, 16, 0x0000FFFF0000FFFFull);
+        SWAP_BLOCKS(r4, r6, 16, 0x0000FFFF0000FFFFull); SWAP_BLOCKS(r5, r7, 16, 0x0000FFFF0000FFFFull);
+        SWAP_BLOCKS(r0, r4, 32, 0x00000000FFFFFFFFull); SWAP_BLOCKS(r1, r5, 32, 0x00000000FFFFFFFFull);
+        SWAP_BLOCKS(r2, r6, 32, 0x00000000FFFFFFFFull); SWAP_BLOCKS(r3, r7, 32, 0x00000000FFFFFFFFull);
+        uint8_t *q = out + t * SEG;  /* eight 8-byte stores (one 64-byte store assembled from */
+        memcpy(q, &r0, 8);           /* eight registers is 2.5x slower with AVX-512) */
+        memcpy(q + 8, &r1, 8);
+        memcpy(q + 16, &r2, 8);
+        memcpy(q + 24, &r3, 8);
+        memcpy(q + 32, &r4, 8);
+        memcpy(q + 40, &r5, 8);
+        memcpy(q + 48, &r6, 8);
+        memcpy(q + 56, &r7, 8);
+    }
+}
+
+/* u[t * SEG + k] = float32(RN64(window sum / 7)) for t < L, from the first-pass values v
+   ((L + 6) * SEG, 64-byte aligned). The window sum slides as W(t+1) = W(t) + (v(t+7) - v(t)),
+   every step exact; four independent running sums (four quarters of the row) hide the latency
+   of that one dependent addition. Written with GCC/Clang vector types: a vector is the 8
+   segments.
+
+   The division takes one multiplication: for t = m * 2^-26, m an integer below 2^45 (every
+   window sum here), float32(RN64(t * RN64(1/7))) = float32(RN64(t / 7)). Why: float32(RN64(x))
+   = RN32(x) for x = t / 7, since the binary expansion of m / 7 repeats with period 3 and so never
+   comes within 2^-53 relative of a float32 midpoint unless it is one; the product
+   q = RN64(t * RN64(1/7)) is within |x| * 2^-52 of x; and a float32 midpoint M != x is at least
+   2^-26 / 7 from x when x >= 1/4 (both lie on the 2^-26 grid times 1/7), far more than
+   |x| * 2^-52 < 2^-36 (below 1/4 the midpoints' grid is finer and the distance scales with it).
+   If x is a midpoint, q = x exactly and both round it to even. Checked in the tests on random
+   sums and on midpoints and their neighbours. */
+typedef double v8d __attribute__((vector_size(8 * SEG)));
+typedef float v8f __attribute__((vector_size(4 * SEG)));
+
+static inline v8d ld8d(const double *p) { v8d x; memcpy(&x, p, sizeof(x)); return x; }
+static inline v8d window7(const double *p) {
+    return ((ld8d(p) + ld8d(p + SEG)) + (ld8d(p + 2 * SEG) + ld8d(p + 3 * SEG)))
+           + ((ld8d(p + 4 * SEG) + ld8d(p + 5 * SEG)) + ld8d(p + 6 * SEG));
+}
+static inline void st8f(float *p, v8d s) {
+    v8f q = __builtin_convertvector(s * (1.0 / 7.0), v8f);
+    memcpy(p, &q, sizeof(q));
+}
+
+__attribute__((noinline)) static void slide_pass(const double *restrict v, int64_t L, float *restrict u) {
+    int64_t Q = L / 4;  /* chain c runs t in [c Q, (c + 1) Q); the last one also takes the rest */
+    v8d w0 = window7(v), w1 = window7(v + Q * SEG), w2 = window7(v + 2 * Q * SEG), w3 = window7(v + 3 * Q * SEG);
+    for (int64_t t = 0; t + 1 < Q; t++) {
+        const double *p0 = v + t * SEG, *p1 = p0 + Q * SEG, *p2 = p1 + Q * SEG, *p3 = p2 + Q * SEG;
+        st8f(u + t * SEG, w0); st8f(u + (t + Q) * SEG, w1);
+        st8f(u + (t + 2 * Q) * SEG, w2); st8f(u + (t + 3 * Q) * SEG, w3);
+        w0 = w0 + (ld8d(p0 + 7 * SEG) - ld8d(p0)); w1 = w1 + (ld8d(p1 + 7 * SEG) - ld8d(p1));
+        w2 = w2 + (ld8d(p2 + 7 * SEG) - ld8d(p2)); w3 = w3 + (ld8d(p3 + 7 * SEG) - ld8d(p3));
+    }
+    if (Q > 0) { st8f(u + (Q - 1) * SEG, w0); st8f(u + (2 * Q - 1) * SEG, w1); st8f(u + (3 * Q - 1) * SEG, w2); }
+    /* chain 3 goes on to the end of the row (w3 holds the window sum of output t) */
+    for (int64_t t = Q > 0 ? 4 * Q - 1 : 0; t < L; t++) {
+        st8f(u + t * SEG, w3);
+        if (t + 1 < L) w3 = w3 + (ld8d(v + (t + 7) * SEG) - ld8d(v + t * SEG));
+    }
+}
+
+#define ALIGN64(n) (((size_t)(n) + 63) & ~(size_t)63)
+
+/* bytes of work space ssim_image needs for rows of w pixels (64-byte aligned regions) */
+static size_t ssim_work_bytes(int64_t w) {
+    int64_t L = (w - 6 + SEG - 1) / SEG, wp = (L + 6) * SEG, no = L * SEG, wr = (L + 6 + 7) / 8 * 8 * SEG;
+    return 64 + ALIGN64(3 * 8 * wr) + ALIGN64(sizeof(int32_t) * NQ * wp) + ALIGN64(sizeof(double) * wp)
+           + ALIGN64(sizeof(float) * NQ * no) + ALIGN64(sizeof(double) * 2 * no);
 }
 
 static void ssim_image(const uint8_t *X, const uint8_t *Y1, const uint8_t *Y2, int64_t h, int64_t w,
                        float cn, float c1, float c2, double *res /* 2 */, void *work) {
     const int K = 7;
-    int32_t *cs = (int32_t *)work;                 /* NQ * w column sums */
-    double *vd = (double *)(cs + NQ * w + 16);     /* 2 * w: first-pass means (float32 values), pair sums */
-    double *acc = vd + NQ * w;                     /* 2 * w per-column sums of the SSIM map */
-    float *uf = (float *)(acc + 2 * w);            /* NQ * w second-pass means */
-    int64_t wo = w - K + 1, ho = h - K + 1;
-    memset(cs, 0, sizeof(int32_t) * NQ * w);
-    memset(acc, 0, sizeof(double) * 2 * w);
+    int64_t wo = w - K + 1, ho = h - K + 1, L = (wo + SEG - 1) / SEG, wp = (L + K - 1) * SEG, no = L * SEG;
+    char *p = (char *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
+    int64_t wr = (L + K - 1 + 7) / 8 * 8 * SEG;               /* permuted row stride: whole 8x8 blocks */
+    uint8_t *ring = (uint8_t *)p;  p += ALIGN64(3 * 8 * wr);  /* permuted rows: image i, row rr in slot rr % 8 */
+    int32_t *cs = (int32_t *)p;    p += ALIGN64(sizeof(int32_t) * NQ * wp);  /* column sums of the 8 quantities */
+    double *vd = (double *)p;      p += ALIGN64(sizeof(double) * wp);        /* first-pass means */
+    float *uf = (float *)p;        p += ALIGN64(sizeof(float) * NQ * no);    /* second-pass means */
+    double *acc = (double *)p;                                               /* per-column sums of the 2 SSIM maps */
+    const uint8_t *img[3] = {X, Y1, Y2};
+    memset(cs, 0, sizeof(int32_t) * NQ * wp);
+    memset(acc, 0, sizeof(double) * 2 * no);
+#define RING(i, rr) (ring + ((i) * 8 + ((rr) & 7)) * wr)
     for (int64_t r = 0; r < ho; r++) {
         /* slide the vertical window (exact integers): add row r+6, remove row r-1 */
-        for (int64_t rr = (r == 0 ? 0 : r + K - 1); rr <= r + K - 1; rr++)
-            colsum_update(cs, w, X + rr * w, Y1 + rr * w, Y2 + rr * w,
-                          r == 0 ? NULL : X + (r - 1) * w, Y1 + (r - 1) * w, Y2 + (r - 1) * w);
+        for (int64_t rr = (r == 0 ? 0 : r + K - 1); rr <= r + K - 1; rr++) {
+            for (int i = 0; i < 3; i++) permute_row(img[i] + rr * w, L, RING(i, rr));
+            colsum_update(cs, wp, RING(0, rr), RING(1, rr), RING(2, rr),
+                          r == 0 ? NULL : RING(0, r - 1), RING(1, r - 1), RING(2, r - 1));
+        }
         /* per quantity, with the row buffers in L1: first pass float32(sum / 7.0), then the
            second pass float32(window sum / 7.0) */
         for (int q = 0; q < NQ; q++) {
-            first_pass(cs + q * w, w, vd);
-            second_pass(vd, wo, uf + q * w, vd + w);
+            first_pass(cs + q * wp, wp, vd);
+            slide_pass(vd, L, uf + q * no);
         }
-        /* the SSIM map, float32 as numpy computes it */
-        ssim_row(uf, uf + w, uf + 2 * w, uf + 3 * w, uf + 4 * w, cn, c1, c2, acc, wo);
-        ssim_row(uf, uf + w, uf + 5 * w, uf + 6 * w, uf + 7 * w, cn, c1, c2, acc + w, wo);
+        /* the SSIM map, float32 as numpy computes it (on the padding too: finite, never summed) */
+        ssim_row(uf, uf + no, uf + 2 * no, uf + 3 * no, uf + 4 * no, cn, c1, c2, acc, no);
+        ssim_row(uf, uf + no, uf + 5 * no, uf + 6 * no, uf + 7 * no, cn, c1, c2, acc + no, no);
     }
+#undef RING
     double s1 = 0, s2 = 0;
-    for (int64_t j = 0; j < wo; j++) { s1 += acc[j]; s2 += acc[w + j]; }
+    for (int k = 0; k < SEG; k++)
+        for (int64_t t = 0; t < L && k * L + t < wo; t++) { s1 += acc[t * SEG + k]; s2 += acc[no + t * SEG + k]; }
     double cnt = (double)ho * (double)wo;
     res[0] = s1 / cnt;
     res[1] = s2 / cnt;
@@ -183,20 +272,29 @@ typedef struct {
     int64_t hist[256];
 } moments_t;
 
-__attribute__((noinline)) static void ag_row(const uint8_t *restrict f, const uint8_t *restrict fu,
-                                             const uint8_t *restrict fd, int32_t cy, int64_t w,
-                                             double *restrict agcol) {
-    {
-        int32_t dx = (int32_t)f[1] - f[0], dy = (int32_t)fd[0] - fu[0];
-        agcol[0] += sqrt((double)(4 * dx * dx + cy * dy * dy) / 8.0);
-        dx = (int32_t)f[w - 1] - f[w - 2]; dy = (int32_t)fd[w - 1] - fu[w - 1];
-        agcol[w - 1] += sqrt((double)(4 * dx * dx + cy * dy * dy) / 8.0);
-    }
-    for (int64_t j = 1; j + 1 < w; j++) {
-        int32_t dx = (int32_t)f[j + 1] - f[j - 1], dy = (int32_t)fd[j] - fu[j];
-        agcol[j] += sqrt((double)(dx * dx + cy * dy * dy) / 8.0);
-    }
+/* AG terms sqrt(q / 8) of one row, q = gx'^2 + gy'^2 an integer below 2^20 (gx', gy' the unhalved
+   differences; cy = 4 on the first and last row, whose vertical difference is one-sided), summed
+   per column in double. f32: the square roots in float32, correctly rounded (q / 8 is exact in
+   float32), as a float32 evaluation computes them: a relative error below 6e-8 per term, about
+   four times faster than double square roots; otherwise in double. */
+#define AG_ROW(NAME, SQRT, T)                                                                          \
+__attribute__((noinline)) static void NAME(const uint8_t *restrict f, const uint8_t *restrict fu,     \
+                                           const uint8_t *restrict fd, int32_t cy, int64_t w,         \
+                                           double *restrict agcol) {                                  \
+    {                                                                                                 \
+        int32_t dx = (int32_t)f[1] - f[0], dy = (int32_t)fd[0] - fu[0];                              \
+        agcol[0] += (double)SQRT((T)(4 * dx * dx + cy * dy * dy) / (T)8);                             \
+        dx = (int32_t)f[w - 1] - f[w - 2]; dy = (int32_t)fd[w - 1] - fu[w - 1];                      \
+        agcol[w - 1] += (double)SQRT((T)(4 * dx * dx + cy * dy * dy) / (T)8);                         \
+    }                                                                                                 \
+    for (int64_t j = 1; j + 1 < w; j++) {                                                             \
+        int32_t dx = (int32_t)f[j + 1] - f[j - 1], dy = (int32_t)fd[j] - fu[j];                      \
+        agcol[j] += (double)SQRT((T)(dx * dx + cy * dy * dy) / (T)8);                                 \
+    }                                                                                                 \
 }
+AG_ROW(ag_row64, sqrt, double)
+AG_ROW(ag_row32, sqrtf, float)
+#undef AG_ROW
 
 __attribute__((noinline)) static void row_sums32(const uint8_t *restrict f, const uint8_t *restrict a,
                                                  const uint8_t *restrict b, int64_t w, int32_t *t) {
@@ -211,7 +309,7 @@ __attribute__((noinline)) static void row_sums32(const uint8_t *restrict f, cons
 }
 
 static void moments_image(const uint8_t *F, const uint8_t *A, const uint8_t *B, int64_t h, int64_t w,
-                          moments_t *m, int32_t *jfa, int32_t *jfb, double *agcol) {
+                          moments_t *m, int32_t *jfa, int32_t *jfb, double *agcol, int ag_f32) {
     memset(m, 0, sizeof(*m));
     for (int64_t j = 0; j < w; j++) agcol[j] = 0;
     int64_t h4[4][256];
@@ -261,7 +359,8 @@ static void moments_image(const uint8_t *F, const uint8_t *A, const uint8_t *B, 
         }
         /* AG: numpy.gradient (central inside, one-sided on the borders), per pixel
            sqrt((gx^2 + gy^2) / 2) = sqrt(q / 8) with q integer, in double; summed per column */
-        ag_row(f, r > 0 ? f - w : f, r + 1 < h ? f + w : f, (r > 0 && r + 1 < h) ? 1 : 4, w, agcol);
+        (ag_f32 ? ag_row32 : ag_row64)(f, r > 0 ? f - w : f, r + 1 < h ? f + w : f, (r > 0 && r + 1 < h) ? 1 : 4,
+                                       w, agcol);
         m->sf += sf; m->sa += sa; m->sb += sb; m->sff += sff; m->saa += saa; m->sbb += sbb;
         m->sfa += sfa; m->sfb += sfb; m->sab += sab; m->dx2 += dx2; m->dy2 += dy2;
     }
@@ -657,15 +756,18 @@ static void qabf_image(const uint8_t *F, const uint8_t *A, const uint8_t *B, int
 
 /* output slots per image */
 enum { O_EN, O_SD, O_SF, O_AG, O_SCD, O_SSIM, O_MI, O_MSE, O_CC, O_PSNR, O_RMSE, O_VIF, O_QABF, NOUT };
-enum { FL_MOM = 1, FL_SSIM = 2, FL_MI = 4, FL_VIF = 8, FL_QABF = 16 };
+/* FL_F32: the caller asked for float32 results (AG's square roots may then be float32) */
+enum { FL_MOM = 1, FL_SSIM = 2, FL_MI = 4, FL_VIF = 8, FL_QABF = 16, FL_F32 = 32 };
 
 int fb_cddfuse_core(int64_t n, int64_t h, int64_t w, const uint8_t *f, int cf, const uint8_t *a, int ca,
                     const uint8_t *b, int cb, int flags, float cn, float c1, float c2, const double *vif_taps,
                     double *out) {
     int64_t hw = h * w;
     if (h < 7 || w < 7) return -1;
-    uint8_t *lum = (uint8_t *)malloc((size_t)(3 * hw));
-    void *work = malloc(sizeof(int32_t) * (NQ * w + 16) + sizeof(double) * (NQ * w + 2 * w) + sizeof(float) * NQ * w + 64);
+    uint8_t *lum = (uint8_t *)malloc((size_t)(3 * hw) + 64);  /* slack: permute_row reads past a row */
+    size_t nwork = ssim_work_bytes(w);
+    if (nwork < sizeof(double) * (size_t)w) nwork = sizeof(double) * (size_t)w;  /* moments: per-column AG sums */
+    void *work = malloc(nwork);
     int32_t *joint = (flags & FL_MI) ? (int32_t *)malloc(sizeof(int32_t) * 2 * 65536) : NULL;
     moments_t *m = (moments_t *)malloc(sizeof(moments_t));
     if (!lum || !work || !m || ((flags & FL_MI) && !joint)) { free(lum); free(work); free(joint); free(m); return -2; }
@@ -677,7 +779,7 @@ int fb_cddfuse_core(int64_t n, int64_t h, int64_t w, const uint8_t *f, int cf, c
         double *o = out + i * NOUT;
         if (flags & (FL_MOM | FL_MI)) {
             if (joint) memset(joint, 0, sizeof(int32_t) * 2 * 65536);
-            moments_image(F, A, B, h, w, m, joint, joint ? joint + 65536 : NULL, (double *)work);
+            moments_image(F, A, B, h, w, m, joint, joint ? joint + 65536 : NULL, (double *)work, flags & FL_F32);
             double N = (double)hw;
             /* EN, bits */
             double en = 0;

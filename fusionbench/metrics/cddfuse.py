@@ -62,16 +62,17 @@ def prepare_cddfuse(fused: Tensor, a: Tensor, b: Tensor, dtype=torch.float32) ->
 NATIVE_METRICS = frozenset(_native.CORE_SLOTS)
 
 
-def native_cddfuse(fused: Tensor, a: Tensor, b: Tensor, names) -> dict[str, Tensor] | None:
+def native_cddfuse(fused: Tensor, a: Tensor, b: Tensor, names, dtype=torch.float64) -> dict[str, Tensor] | None:
     """``{name: float64 (N,)}`` for the metrics of ``names`` in :data:`NATIVE_METRICS`, straight from the
     decoded uint8 CPU batches, or None when the native kernel cannot be used (CUDA, other dtypes,
     no compiler, ``FUSIONBENCH_NATIVE=0``). Same values as the eager kernels on the prepared
-    tensors (SSIM bit for bit; the moment-based metrics from exact integer sums).
+    tensors (SSIM bit for bit; the moment-based metrics from exact integer sums). With ``dtype``
+    float32, AG's per-pixel square roots are taken in float32 (relative error < 6e-8 per term).
     """
     names = [n for n in names if n in NATIVE_METRICS]
     if not names or min(fused.shape[-2:]) < 16 or not _native.usable(fused, a, b):
         return None  # (images this small are rejected by score_batch anyway)
-    return _native.cddfuse_core(fused, a, b, names)
+    return _native.cddfuse_core(fused, a, b, names, dtype)
 
 
 def _en(f, a, b):

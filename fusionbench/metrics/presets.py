@@ -51,8 +51,9 @@ class Preset:
     metrics: dict = field(default_factory=dict)
     available: bool = True
     unavailable_reason: str = ""
-    #: optional fast path ``native(fused_u8, a_u8, b_u8, names) -> {name: (N,)} | None`` on the decoded
-    #: images for the metrics in ``native_metrics``; None means "not applicable here", use ``prepare``
+    #: optional fast path ``native(fused_u8, a_u8, b_u8, names, dtype) -> {name: (N,)} | None`` on the
+    #: decoded images for the metrics in ``native_metrics`` (``dtype``: the precision asked for);
+    #: None means "not applicable here", use ``prepare``
     native: Callable | None = None
     native_metrics: frozenset = frozenset()
 
