@@ -64,16 +64,27 @@ void fb_luma(int64_t n, int64_t hw, const uint8_t *src, int c, uint8_t *dst) {
  * ------------------------------------------------------------------------------------- */
 #define NQ 8  /* x, xx, y1, y1y1, xy1, y2, y2y2, xy2 */
 
-static void ssim_row(const float *restrict ux_, const float *restrict uxx_, const float *restrict uy_,
-                     const float *restrict uyy_, const float *restrict uxy_, float cn, float c1, float c2,
-                     double *restrict acc, int64_t wo) {
-    for (int64_t j = 0; j < wo; j++) {
-        float ux = ux_[j], uy = uy_[j];
-        float uxux = ux * ux, uyuy = uy * uy, uxuy = ux * uy;
-        float vx = cn * (uxx_[j] - uxux), vy = cn * (uyy_[j] - uyuy), vxy = cn * (uxy_[j] - uxuy);
-        float a1 = 2.0f * uxuy + c1, a2 = 2.0f * vxy + c2;
-        float b1 = (uxux + uyuy) + c1, b2 = (vx + vy) + c2;
-        acc[j] += (double)((a1 * a2) / (b1 * b2));
+/* one SSIM map value, float32 as numpy computes it, from the means of x (ux, uxx; uxux = ux * ux,
+   vx = cn * (uxx - uxux) precomputed) and of y, y * y, x * y */
+static inline float ssim_px(float ux, float uxux, float vx, float uy, float uyy, float uxy, float cn, float c1,
+                            float c2) {
+    float uyuy = uy * uy, uxuy = ux * uy;
+    float vy = cn * (uyy - uyuy), vxy = cn * (uxy - uxuy);
+    float a1 = 2.0f * uxuy + c1, a2 = 2.0f * vxy + c2;
+    float b1 = (uxux + uyuy) + c1, b2 = (vx + vy) + c2;
+    return (a1 * a2) / (b1 * b2);
+}
+
+/* both SSIM maps of one row, (x, y1) and (x, y2), from the NQ second-pass mean rows u (n each),
+   added per column to acc[0 .. n) and acc[n .. 2n); x's terms are computed once for both */
+__attribute__((noinline)) static void ssim_rows(const float *restrict u, int64_t n, float cn, float c1, float c2,
+                                                double *restrict acc) {
+    const float *ux_ = u, *uxx_ = u + n, *uy1 = u + 2 * n, *uyy1 = u + 3 * n, *uxy1 = u + 4 * n,
+                *uy2 = u + 5 * n, *uyy2 = u + 6 * n, *uxy2 = u + 7 * n;
+    for (int64_t j = 0; j < n; j++) {
+        float ux = ux_[j], uxux = ux * ux, vx = cn * (uxx_[j] - uxux);
+        acc[j] += (double)ssim_px(ux, uxux, vx, uy1[j], uyy1[j], uxy1[j], cn, c1, c2);
+        acc[n + j] += (double)ssim_px(ux, uxux, vx, uy2[j], uyy2[j], uxy2[j], cn, c1, c2);
     }
 }
 
@@ -250,9 +261,8 @@ static void ssim_image(const uint8_t *X, const uint8_t *Y1, const uint8_t *Y2, i
             first_pass(cs + q * wp, wp, vd);
             slide_pass(vd, L, uf + q * no);
         }
-        /* the SSIM map, float32 as numpy computes it (on the padding too: finite, never summed) */
-        ssim_row(uf, uf + no, uf + 2 * no, uf + 3 * no, uf + 4 * no, cn, c1, c2, acc, no);
-        ssim_row(uf, uf + no, uf + 5 * no, uf + 6 * no, uf + 7 * no, cn, c1, c2, acc + no, no);
+        /* the two SSIM maps, float32 as numpy computes them (on the padding too: finite, never summed) */
+        ssim_rows(uf, no, cn, c1, c2, acc);
     }
 #undef RING
     double s1 = 0, s2 = 0;
