@@ -25,7 +25,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,10 @@ from .registry import MetricRequest, parse_metrics
 #: images smaller than this (in either dimension) are rejected, so that every metric of every
 #: preset is defined (cddfuse SSIM needs 7x7, VIFB's SSIM 11x11, Qcv works on 16x16 blocks)
 MIN_SIZE = 16
+
+#: bytes of decoded images that :func:`score_files` keeps for files several triples share (the
+#: sources of many fused images), so that none is decoded twice; beyond it the oldest are dropped
+SHARED_DECODE_BYTES = 512 * 2 ** 20
 
 #: on CPU, batches are scored in chunks of about this many pixels per image stack, so that every
 #: intermediate map stays in cache (measured: 16 images of 640x480 at once cost about 3x more per
@@ -409,7 +413,8 @@ def score_files(triples: Iterable[tuple], requests, device=None, dtype=torch.flo
     ``workers`` threads (default: the number of CPUs, at most 8) decode files, and on CPU as many
     threads score batches concurrently, each running its torch operations single-threaded (no
     per-operation synchronisation; a dataset whose images all differ in size still uses every
-    core). At most ``workers + 1`` batches are in memory. Every file is decoded once. Results come
+    core). At most ``workers + 1`` batches are in memory, plus up to :data:`SHARED_DECODE_BYTES` of
+    decoded files that later triples share. Every file is decoded once. Results come
     batch by batch, not in input order. ``on_note(stem, message)`` receives non-fatal observations
     (16-bit files scaled to 8 bit, constant images); it is called from the consuming thread.
     """
@@ -423,6 +428,7 @@ def score_files(triples: Iterable[tuple], requests, device=None, dtype=torch.flo
     triples = [(str(s), Path(f), Path(a), Path(b)) for s, f, a, b in triples]
     batches: OrderedDict[tuple, list] = OrderedDict()
     errors: list[tuple[str, str]] = []
+    probes: dict[Path, _Probe] = {}
     for stem, fp, ap, bp in triples:
         try:
             pf, pa, pb = probe_image(fp), probe_image(ap), probe_image(bp)
@@ -430,6 +436,7 @@ def score_files(triples: Iterable[tuple], requests, device=None, dtype=torch.flo
             errors.append((stem, str(e)))
             continue
         sizes = {fp: pf, ap: pa, bp: pb}
+        probes.update(sizes)
         if len({(p.h, p.w) for p in sizes.values()}) > 1:
             desc = ", ".join(f"{p} is {q.w}x{q.h}" for p, q in sizes.items())
             errors.append((stem, f"size mismatch for {stem!r}: {desc}"))
@@ -463,8 +470,37 @@ def score_files(triples: Iterable[tuple], requests, device=None, dtype=torch.flo
         score_pool = ThreadPoolExecutor(max_workers=n_score, thread_name_prefix="fusionbench-score",
                                         initializer=_single_threaded_worker if cpu else None)
 
+        # a file used by several triples (the sources, when many fused images share them) is
+        # decoded once: its decoding is kept until the last triple using it has been handed out,
+        # within SHARED_DECODE_BYTES (the oldest kept decodings are dropped beyond that, and a
+        # dropped file is decoded again if it is still needed)
+        uses = Counter(p for c in chunks for t in c for p in t[1:])
+        kept: OrderedDict[Path, tuple] = OrderedDict()  # path -> (future, bytes)
+        kept_bytes = 0
+
+        def decoding_of(path: Path):
+            nonlocal kept_bytes
+            if uses[path] <= 1:  # used once (more): nothing to keep
+                uses[path] -= 1
+                fut = kept.pop(path, (None, 0))
+                kept_bytes -= fut[1]
+                return fut[0] if fut[0] is not None else decode_pool.submit(_decode, path)
+            uses[path] -= 1
+            if path in kept:
+                kept.move_to_end(path)
+                return kept[path][0]
+            fut = decode_pool.submit(_decode, path)
+            q = probes[path]
+            nbytes = q.h * q.w * (4 if q.c == 3 else q.c)
+            kept[path] = (fut, nbytes)
+            kept_bytes += nbytes
+            while kept_bytes > SHARED_DECODE_BYTES and len(kept) > 1:
+                _, (_, nb) = kept.popitem(last=False)
+                kept_bytes -= nb
+            return fut
+
         def submit(chunk):
-            decoding = [(t[0], [decode_pool.submit(_decode, p) for p in t[1:]]) for t in chunk]
+            decoding = [(t[0], [decoding_of(p) for p in t[1:]]) for t in chunk]
             return score_pool.submit(_score_chunk, decoding, reqs, device, dtype, on_note is not None)
 
         todo = iter(chunks)

@@ -1,0 +1,66 @@
+"""score_files: files shared by several triples are decoded once, within a memory bound."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fusionbench.io import write_image
+from fusionbench.metrics import parse_metrics
+from fusionbench.metrics import scoring
+
+
+@pytest.fixture
+def shared_sources(tmp_path):
+    """4 fused images per source pair, 3 source pairs: 12 triples over 6 source files."""
+    g = np.random.default_rng(0)
+    triples = []
+    for k in range(3):
+        a, b = tmp_path / f"ir{k}.png", tmp_path / f"vi{k}.png"
+        write_image(a, g.integers(0, 256, (40, 48), dtype=np.uint8))
+        write_image(b, g.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+        for m in range(4):
+            f = tmp_path / f"f{k}_{m}.png"
+            write_image(f, g.integers(0, 256, (40, 48, 3), dtype=np.uint8))
+            triples.append((f"{k}_{m}", f, a, b))
+    return triples
+
+
+def _run(triples, **kw):
+    reqs = parse_metrics("EN,SD,SSIM,MI", preset="cddfuse")
+    return {st: (vals, err) for st, vals, err in scoring.score_files(triples, reqs, progress=False, batch_size=3, **kw)}
+
+
+def _count_decodes(monkeypatch):
+    seen = []
+    real = scoring._decode
+
+    def counting(path):
+        seen.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(scoring, "_decode", counting)
+    return seen
+
+
+def test_shared_sources_are_decoded_once(shared_sources, monkeypatch):
+    alone = {t[0]: _run([t])[t[0]] for t in shared_sources}  # each triple on its own
+    seen = _count_decodes(monkeypatch)
+    got = _run(shared_sources, workers=2)
+    assert sorted(seen) == sorted({p.name for t in shared_sources for p in t[1:]})  # 18 files, once each
+    assert got == alone
+
+
+def test_shared_decodings_beyond_the_bound_are_dropped_and_decoded_again(shared_sources, monkeypatch):
+    want = _run(shared_sources)
+    monkeypatch.setattr(scoring, "SHARED_DECODE_BYTES", 1)  # keep at most one decoding
+    seen = _count_decodes(monkeypatch)
+    assert _run(shared_sources, workers=2) == want
+    assert len(seen) > 18
+
+
+def test_a_bad_shared_source_fails_every_triple_using_it(shared_sources):
+    shared_sources[0][2].write_bytes(shared_sources[0][2].read_bytes()[:200])  # truncate ir0.png
+    got = _run(shared_sources)
+    bad = {st for st, (vals, err) in got.items() if err}
+    assert bad == {"0_0", "0_1", "0_2", "0_3"}
+    assert all("ir0.png" in got[st][1] for st in bad)
