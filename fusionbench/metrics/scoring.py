@@ -480,12 +480,11 @@ def score_files(triples: Iterable[tuple], requests, device=None, dtype=torch.flo
 
         def decoding_of(path: Path):
             nonlocal kept_bytes
-            if uses[path] <= 1:  # used once (more): nothing to keep
-                uses[path] -= 1
-                fut = kept.pop(path, (None, 0))
-                kept_bytes -= fut[1]
-                return fut[0] if fut[0] is not None else decode_pool.submit(_decode, path)
             uses[path] -= 1
+            if uses[path] == 0:  # its last use: hand over the kept decoding, if there is one
+                fut, nbytes = kept.pop(path, (None, 0))
+                kept_bytes -= nbytes
+                return fut if fut is not None else decode_pool.submit(_decode, path)
             if path in kept:
                 kept.move_to_end(path)
                 return kept[path][0]
