@@ -147,3 +147,20 @@ def test_bundled_sample_runs_without_shared(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     scores = pd.read_csv(tmp_path / "run" / "scores.csv", dtype={"image": str})
     assert set(scores["dataset"]) == {"sample"} and len(set(scores["image"])) == 6
+
+
+def test_sources_are_decoded_once_for_all_methods(tmp_path, monkeypatch):
+    import fusionbench.metrics.scoring as scoring
+
+    data = make_data(tmp_path / "d")
+    seen = []
+    real = scoring._decode
+    monkeypatch.setattr(scoring, "_decode", lambda p: seen.append(p) or real(p))
+    r = run("eval", "--methods", "fake-mean,average,max", "--data", data, "--out", tmp_path / "run",
+            "--metrics", "EN,SSIM", "--device", "cpu", "-q", "--no-figures")
+    assert r.exit_code == 0, r.output
+    sources = [p for p in seen if p.parent.name in ("ir", "vi")]
+    assert len(sources) == 6 and len(set(sources)) == 6  # 3 pairs, once each, not once per method
+    assert len(seen) - len(sources) == 3 * 3  # every method's fused images, once each
+    scores = pd.read_csv(tmp_path / "run" / "scores.csv")
+    assert scores.groupby("method")["image"].nunique().tolist() == [3, 3, 3]

@@ -64,3 +64,18 @@ def test_a_bad_shared_source_fails_every_triple_using_it(shared_sources):
     bad = {st for st, (vals, err) in got.items() if err}
     assert bad == {"0_0", "0_1", "0_2", "0_3"}
     assert all("ir0.png" in got[st][1] for st in bad)
+
+
+def test_a_decode_cache_carries_sources_across_calls_and_notices_changes(shared_sources, monkeypatch):
+    seen = _count_decodes(monkeypatch)
+    cache = scoring.DecodeCache()
+    first = _run(shared_sources[:4], decode_cache=cache)  # source pair 0 and 4 fused images
+    n = len(seen)
+    again = _run(shared_sources[:4], decode_cache=cache)
+    assert again == first and len(seen) - n == 4  # only the fused images are decoded again
+    ir0 = shared_sources[0][2]
+    write_image(ir0, np.zeros((40, 48), dtype=np.uint8) + 7)  # the source changes on disk
+    n = len(seen)
+    changed = _run(shared_sources[:4], decode_cache=cache)
+    assert ir0.name in seen[n:]
+    assert changed["0_0"][0]["MI"] != first["0_0"][0]["MI"]

@@ -242,6 +242,59 @@ class _Probe:
     sixteen_bit: bool
 
 
+class DecodeCache:
+    """Decoded files kept across :func:`score_files` calls that share them, e.g. a dataset's sources
+    scored against one method's outputs after another (``fusionbench eval`` keeps one per
+    dataset). Least recently used decodings go first beyond ``max_bytes``; a file whose size or
+    modification time changed is decoded again. Pass the same instance to each call and drop it
+    to free the memory."""
+
+    def __init__(self, max_bytes: int | None = None):
+        self.max_bytes = SHARED_DECODE_BYTES if max_bytes is None else max_bytes
+        self._items: OrderedDict[tuple, tuple] = OrderedDict()  # (path, mtime, size) -> (future, bytes)
+        self._bytes = 0
+
+    @staticmethod
+    def _key(path: Path) -> tuple:
+        st = path.stat()
+        return (str(path), st.st_mtime_ns, st.st_size)
+
+    def get(self, path: Path):
+        """The future of a kept decoding of ``path``, or None."""
+        try:
+            key = self._key(path)
+        except OSError:
+            return None
+        item = self._items.get(key)
+        if item is None or item[0].cancelled():  # (a cancelled one: a run that was interrupted)
+            return None
+        self._items.move_to_end(key)
+        return item[0]
+
+    def put(self, path: Path, future, nbytes: int) -> None:
+        try:
+            key = self._key(path)
+        except OSError:
+            return
+        old = self._items.pop(key, None)
+        self._bytes += nbytes - (old[1] if old else 0)
+        self._items[key] = (future, nbytes)
+        while self._bytes > self.max_bytes and len(self._items) > 1:
+            _, (_, nb) = self._items.popitem(last=False)
+            self._bytes -= nb
+
+    def drop(self, path: Path) -> None:
+        try:
+            item = self._items.pop(self._key(path), None)
+        except OSError:
+            return
+        if item is not None:
+            self._bytes -= item[1]
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 def probe_image(path: Path) -> _Probe:
     """Size, channel count (as :func:`fusionbench.io.read_image` will return) and bit depth from the header."""
     from PIL import Image, UnidentifiedImageError
@@ -405,7 +458,7 @@ def _score_chunk(chunk, reqs, device, dtype, want_notes: bool):
 def score_files(triples: Iterable[tuple], requests, device=None, dtype=torch.float32, batch_size: int = 16,
                 progress: bool = True, label: str = "scoring", preset: str | None = None,
                 workers: int | None = None, on_note: Callable[[str, str], None] | None = None,
-                ) -> Iterator[tuple[str, dict | None, str | None]]:
+                decode_cache: DecodeCache | None = None) -> Iterator[tuple[str, dict | None, str | None]]:
     """Score image files; yield ``(stem, {label: float}, None)`` or ``(stem, None, error)`` per image.
 
     ``triples`` are ``(stem, fused_path, a_path, b_path)``. Only the headers are read first; images
@@ -414,7 +467,8 @@ def score_files(triples: Iterable[tuple], requests, device=None, dtype=torch.flo
     threads score batches concurrently, each running its torch operations single-threaded (no
     per-operation synchronisation; a dataset whose images all differ in size still uses every
     core). At most ``workers + 1`` batches are in memory, plus up to :data:`SHARED_DECODE_BYTES` of
-    decoded files that later triples share. Every file is decoded once. Results come
+    decoded files that later triples share: every file is decoded once. ``decode_cache`` (a
+    :class:`DecodeCache`) keeps the sources' decodings for later calls too. Results come
     batch by batch, not in input order. ``on_note(stem, message)`` receives non-fatal observations
     (16-bit files scaled to 8 bit, constant images); it is called from the consuming thread.
     """
@@ -473,29 +527,22 @@ def score_files(triples: Iterable[tuple], requests, device=None, dtype=torch.flo
         # a file used by several triples (the sources, when many fused images share them) is
         # decoded once: its decoding is kept until the last triple using it has been handed out,
         # within SHARED_DECODE_BYTES (the oldest kept decodings are dropped beyond that, and a
-        # dropped file is decoded again if it is still needed)
+        # dropped file is decoded again if it is still needed). With a caller's decode_cache the
+        # sources are kept in it past this call, for the next one.
         uses = Counter(p for c in chunks for t in c for p in t[1:])
-        kept: OrderedDict[Path, tuple] = OrderedDict()  # path -> (future, bytes)
-        kept_bytes = 0
+        sources = {p for c in chunks for t in c for p in t[2:]}
+        cache = decode_cache if decode_cache is not None else DecodeCache()
 
         def decoding_of(path: Path):
-            nonlocal kept_bytes
             uses[path] -= 1
-            if uses[path] == 0:  # its last use: hand over the kept decoding, if there is one
-                fut, nbytes = kept.pop(path, (None, 0))
-                kept_bytes -= nbytes
-                return fut if fut is not None else decode_pool.submit(_decode, path)
-            if path in kept:
-                kept.move_to_end(path)
-                return kept[path][0]
-            fut = decode_pool.submit(_decode, path)
-            q = probes[path]
-            nbytes = q.h * q.w * (4 if q.c == 3 else q.c)
-            kept[path] = (fut, nbytes)
-            kept_bytes += nbytes
-            while kept_bytes > SHARED_DECODE_BYTES and len(kept) > 1:
-                _, (_, nb) = kept.popitem(last=False)
-                kept_bytes -= nb
+            fut = cache.get(path)
+            if fut is None:
+                fut = decode_pool.submit(_decode, path)
+                if uses[path] > 0 or (decode_cache is not None and path in sources):
+                    q = probes[path]
+                    cache.put(path, fut, q.h * q.w * (4 if q.c == 3 else q.c))
+            elif uses[path] == 0 and decode_cache is None:
+                cache.drop(path)  # its last use in this call
             return fut
 
         def submit(chunk):

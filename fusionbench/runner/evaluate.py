@@ -167,8 +167,11 @@ def _copy_as_png(src: Path, dest: Path) -> None:
 
 
 def score_method(dataset, method_name: str, fused_dir: Path, stems, requests, score_dir: Path, hashes: _FileHashes,
-                 device, dtype, batch_size: int, progress: bool, preset: str):
-    """Score the fused outputs of one method on one dataset, reusing cached per-image scores."""
+                 device, dtype, batch_size: int, progress: bool, preset: str, decode_cache=None):
+    """Score the fused outputs of one method on one dataset, reusing cached per-image scores.
+
+    ``decode_cache``: a :class:`~fusionbench.metrics.scoring.DecodeCache` shared by the dataset's
+    methods, so that its sources are decoded once for all of them."""
     import pandas as pd
 
     from ..metrics.scoring import score_files
@@ -198,7 +201,8 @@ def score_method(dataset, method_name: str, fused_dir: Path, stems, requests, sc
     if todo:
         triples = [(s, fused_dir / f"{s}.png", by_stem[s].a, by_stem[s].b) for s in todo]
         for stem, values, err in score_files(triples, requests, device=device, dtype=dtype, batch_size=batch_size,
-                                             progress=progress, label=f"scoring {dataset.name}/{method_name}"):
+                                             progress=progress, label=f"scoring {dataset.name}/{method_name}",
+                                             decode_cache=decode_cache):
             if err:
                 failed[stem] = err
                 continue
@@ -230,7 +234,10 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
     result = EvalResult(run_dir, skipped=dict(skipped or {}))
     hashes = _FileHashes()
     frames, ds_meta, used = [], {}, {}
+    from ..metrics.scoring import DecodeCache
+
     for ds, runs in plan:
+        sources = DecodeCache()  # the dataset's decoded sources, shared by its methods' scoring
         ds_meta[ds.name] = {
             "task": ds.task, "a_label": ds.a_label, "b_label": ds.b_label,
             "a_dir": str(Path(ds.pairs[0].a).parent), "b_dir": str(Path(ds.pairs[0].b).parent),
@@ -254,7 +261,7 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
             if m.results_dir:
                 used[m.name]["results_dirs"][ds.name] = str(m.results_dir)
             table, sfail = score_method(ds, m.name, fused_dir, stems, requests, run_dir / "scores" / _safe(ds.name), hashes,
-                                        device, dtype, batch_size, progress, preset)
+                                        device, dtype, batch_size, progress, preset, decode_cache=sources)
             if sfail:
                 result.failed.setdefault((ds.name, m.name), {}).update(sfail)
             t = table[["image", "metric", "value"]].copy()
