@@ -187,7 +187,7 @@ def files(tmp_path_factory):
     return f"{N_IMAGES} synthetic {W}x{H} JPEG triples (../shared not found)", out
 
 
-def test_fusionbench_files_core(benchmark, files):
+def _bench_score_files(benchmark, files, key):
     what, triples = files
     reqs = parse_metrics(CORE, preset="cddfuse")
 
@@ -196,7 +196,11 @@ def test_fusionbench_files_core(benchmark, files):
         assert all(err is None for _, _, err in res)
 
     cpu = _timed(benchmark, run, rounds=5)
-    _record(benchmark, "ours-files-core", len(triples), what, cpu)
+    _record(benchmark, key, len(triples), what, cpu)
+
+
+def test_fusionbench_files_core(benchmark, files):
+    _bench_score_files(benchmark, files, "ours-files-core")
 
 
 @pytest.fixture(scope="module")
@@ -216,15 +220,7 @@ def files_unshared(files, tmp_path_factory):
 
 
 def test_fusionbench_files_core_unshared(benchmark, files_unshared):
-    what, triples = files_unshared
-    reqs = parse_metrics(CORE, preset="cddfuse")
-
-    def run():
-        res = list(score_files(triples, reqs, batch_size=16, progress=False, workers=WORKERS))
-        assert all(err is None for _, _, err in res)
-
-    cpu = _timed(benchmark, run, rounds=5)
-    _record(benchmark, "ours-files-unshared", len(triples), what, cpu)
+    _bench_score_files(benchmark, files_unshared, "ours-files-unshared")
 
 
 def test_reference_files_core(benchmark, files):

@@ -226,19 +226,33 @@ __attribute__((noinline)) static void slide_pass(const double *restrict v, int64
 
 #define ALIGN64(n) (((size_t)(n) + 63) & ~(size_t)63)
 
-/* bytes of work space ssim_image needs for rows of w pixels (64-byte aligned regions) */
+/* row geometry of the SSIM pass for rows of w pixels: L columns per segment, wp entries per
+   permuted row (L + 6 per segment), no outputs per row, wr the permuted row stride (whole 8x8
+   blocks, as permute_row writes them) */
+typedef struct { int64_t L, wp, no, wr; } ssim_geom_t;
+
+static ssim_geom_t ssim_geom(int64_t w) {
+    ssim_geom_t g;
+    g.L = (w - 6 + SEG - 1) / SEG;
+    g.wp = (g.L + 6) * SEG;
+    g.no = g.L * SEG;
+    g.wr = (g.L + 6 + 7) / 8 * 8 * SEG;
+    return g;
+}
+
+/* bytes of work space ssim_image needs for rows of w pixels (64-byte aligned regions, as carved there) */
 static size_t ssim_work_bytes(int64_t w) {
-    int64_t L = (w - 6 + SEG - 1) / SEG, wp = (L + 6) * SEG, no = L * SEG, wr = (L + 6 + 7) / 8 * 8 * SEG;
-    return 64 + ALIGN64(3 * 8 * wr) + ALIGN64(sizeof(int32_t) * NQ * wp) + ALIGN64(sizeof(double) * wp)
-           + ALIGN64(sizeof(float) * NQ * no) + ALIGN64(sizeof(double) * 2 * no);
+    ssim_geom_t g = ssim_geom(w);
+    return 64 + ALIGN64(3 * 8 * g.wr) + ALIGN64(sizeof(int32_t) * NQ * g.wp) + ALIGN64(sizeof(double) * g.wp)
+           + ALIGN64(sizeof(float) * NQ * g.no) + ALIGN64(sizeof(double) * 2 * g.no);
 }
 
 static void ssim_image(const uint8_t *X, const uint8_t *Y1, const uint8_t *Y2, int64_t h, int64_t w,
                        float cn, float c1, float c2, double *res /* 2 */, void *work) {
     const int K = 7;
-    int64_t wo = w - K + 1, ho = h - K + 1, L = (wo + SEG - 1) / SEG, wp = (L + K - 1) * SEG, no = L * SEG;
+    const ssim_geom_t g = ssim_geom(w);
+    const int64_t wo = w - K + 1, ho = h - K + 1, L = g.L, wp = g.wp, no = g.no, wr = g.wr;
     char *p = (char *)(((uintptr_t)work + 63) & ~(uintptr_t)63);
-    int64_t wr = (L + K - 1 + 7) / 8 * 8 * SEG;               /* permuted row stride: whole 8x8 blocks */
     uint8_t *ring = (uint8_t *)p;  p += ALIGN64(3 * 8 * wr);  /* permuted rows: image i, row rr in slot rr % 8 */
     int32_t *cs = (int32_t *)p;    p += ALIGN64(sizeof(int32_t) * NQ * wp);  /* column sums of the 8 quantities */
     double *vd = (double *)p;      p += ALIGN64(sizeof(double) * wp);        /* first-pass means */
