@@ -292,16 +292,33 @@ class ProposalNet(nn.Module):
     W = intensity weights from the intensities (``pn_int``), V = gradient weights from the Sobel
     gradient magnitudes of the sources (``pn_grad``). Channel 0 weights source 1, channel 1 source 2;
     each pair sums to 1 at every pixel. 89,058 parameters with the defaults.
+
+    ``symmetric=True`` makes P equivariant to the input order by construction:
+    ``P(x) = 1/2 [P0(a, b) + swap(P0(b, a))]`` with ``P0`` the plain network, so
+    ``P(b, a) = swap(P(a, b))`` exactly and P cannot learn "weight whatever comes first" (the collapse
+    of the plain P under meta-training, issue 12). Same parameters, twice the compute (one batched pass).
     """
 
-    def __init__(self, dim: int = 16, num_blocks: int = 2, heads: int = 8, ffn_expansion_factor: float = 2):
+    def __init__(self, dim: int = 16, num_blocks: int = 2, heads: int = 8, ffn_expansion_factor: float = 2,
+                 symmetric: bool = False):
         super().__init__()
         self.pn_int = LossProposal(dim, num_blocks, heads, ffn_expansion_factor)
         self.pn_grad = LossProposal(dim, num_blocks, heads, ffn_expansion_factor)
+        self.symmetric = bool(symmetric)
+
+    def _plain(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.pn_int(x), self.pn_grad(sobel_magnitude(x))
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         _check_input(x, 2, "ProposalNet")
-        return self.pn_int(x), self.pn_grad(sobel_magnitude(x))
+        if not self.symmetric:
+            return self._plain(x)
+        n = x.shape[0]
+        w, v = self._plain(torch.cat([x, x.flip(1)]))
+        return 0.5 * (w[:n] + w[n:].flip(1)), 0.5 * (v[:n] + v[n:].flip(1))
+
+    def extra_repr(self) -> str:
+        return f"symmetric={self.symmetric}"
 
 
 def remap_official(state: dict) -> dict:
