@@ -25,8 +25,13 @@ Choices (config section ``meta``; see ``configs/default.yaml``):
   ``p -= lr * g / max|g|`` over all of P's parameters) or ``adam``. The hypergradients are tiny (norm
   ~1e-6); Adam (eps 1e-10) turns them into lr-sized steps of every parameter, and in our RoadScene run it
   collapsed P to W_a = V_a = 0.99 (F then copied its first input) within 150 iterations.
-* The derivative code also accumulates dL_f/dP of the inner step into P's gradient (its gradients are
-  zeroed only per accumulation window); we do not: P's gradient is the outer (meta) gradient only.
+* ``p_grad: outer`` (default): P's gradient is the outer (meta) gradient only. ``outer+inner`` adds the
+  first-order dL_f/dP of the inner step, which the derivative code effectively adds (its gradients are
+  zeroed only per accumulation window). Minimising L_f over P's own output rewards weighting whichever
+  source F already matches, so this term pulls P toward the weaker edge (measured, issue 12).
+* ``p_norm`` of :class:`NormalizedSGD`: ``global`` (derivative code) divides by the largest gradient
+  entry over all of P; ``per_net`` divides each sub-net's (``pn_int`` = W, ``pn_grad`` = V) gradient by
+  its own largest entry, so W is not frozen when V's hypergradient is larger.
 """
 from __future__ import annotations
 
@@ -36,6 +41,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .diagnostics import proposal_stats
 from .losses import LossWeights, fusion_loss, recon_loss
 
 __all__ = ["MetaOptions", "NormalizedSGD", "MetaLearner", "swap_batch"]
@@ -50,25 +56,38 @@ class MetaOptions:
     first_order: bool = False
     inner_lr: float | None = None
     inner_loss: str = "separate"  # or "joint"
+    p_grad: str = "outer"  # or "outer+inner"
     swap_inputs: bool = True
     recon_through_fused: bool = False
 
 
 class NormalizedSGD(torch.optim.Optimizer):
     """The derivative code's outer update: ``p -= lr * grad / g_max`` with ``g_max`` the largest
-    absolute gradient entry over all parameters of the optimiser (no momentum, no state)."""
+    absolute gradient entry over all parameters of the optimiser (no momentum, no state).
 
-    def __init__(self, params, lr: float = 1e-4, eps: float = 1e-12):
+    ``per_group=True`` takes ``g_max`` per parameter group instead (one group per sub-net of P: the
+    ``per_net`` rule), so every group's largest entry moves by exactly ``lr``.
+    """
+
+    def __init__(self, params, lr: float = 1e-4, eps: float = 1e-12, per_group: bool = False):
         super().__init__(params, {"lr": lr, "eps": eps})
+        self.per_group = bool(per_group)
+
+    @staticmethod
+    def _gmax(params):
+        g = [p.grad.abs().max() for p in params if p.grad is not None]
+        return torch.stack(g).max() if g else None
 
     @torch.no_grad()
     def step(self, closure=None):
         loss = closure() if closure is not None else None
-        grads = [p.grad for g in self.param_groups for p in g["params"] if p.grad is not None]
-        if not grads:
+        g_all = self._gmax([p for g in self.param_groups for p in g["params"]])
+        if g_all is None:
             return loss
-        g_max = torch.stack([g.abs().max() for g in grads]).max()
         for group in self.param_groups:
+            g_max = self._gmax(group["params"]) if self.per_group else g_all
+            if g_max is None:
+                continue
             scale = group["lr"] / (g_max + group["eps"])
             for p in group["params"]:
                 if p.grad is not None:
@@ -104,6 +123,8 @@ class MetaLearner:
                  options: MetaOptions = MetaOptions(), weights: LossWeights = LossWeights()):
         if options.inner_loss not in ("separate", "joint"):
             raise ValueError(f"meta.inner_loss must be 'separate' or 'joint', got {options.inner_loss!r}")
+        if options.p_grad not in ("outer", "outer+inner"):
+            raise ValueError(f"meta.p_grad must be 'outer' or 'outer+inner', got {options.p_grad!r}")
         if options.meta_every < 1:
             raise ValueError(f"meta.meta_every must be >= 1, got {options.meta_every}")
         self.F, self.R, self.P = F, R, P
@@ -114,6 +135,14 @@ class MetaLearner:
     # ------------------------------------------------------------------ helpers
     def inner_lr(self) -> float:
         return float(self.opt.inner_lr) if self.opt.inner_lr is not None else float(self.opt_f.param_groups[0]["lr"])
+
+    def _propose(self, x: Tensor, x_in: Tensor) -> tuple[Tensor, Tensor]:
+        """P's proposal for the (possibly swap-doubled) batch ``x_in`` built from ``x``. A symmetric P gives
+        the swapped half as the channel swap of the first (``P(b, a) = swap(P(a, b))``): one pass, not two."""
+        if self.opt.swap_inputs and getattr(self.P, "symmetric", False):
+            w, v = self.P(x)
+            return torch.cat([w, w.flip(1)]), torch.cat([v, v.flip(1)])
+        return self.P(x_in)
 
     def _lf(self, fused, src, w, v, c_grad, src_grad=None):
         return fusion_loss(fused, src, w, v, self.w.c_int, c_grad, src_grad)
@@ -126,15 +155,20 @@ class MetaLearner:
         """Phase 1 on meta-train sources ``x`` (N,2,H,W): returns ``(fast_f, fast_r, logs)``.
 
         ``fast_f`` depends differentiably on P (unless ``first_order``)."""
+        return self._inner(x, c_grad, lr)[:3]
+
+    def _inner(self, x: Tensor, c_grad: float, lr: float | None = None):
+        """:meth:`inner_step` plus the inner L_f (its graph kept when ``p_grad`` needs it)."""
         lr = self.inner_lr() if lr is None else lr
+        keep = self.opt.p_grad == "outer+inner"
         x_in, x_tgt = swap_batch(x, self.opt.swap_inputs)
         pf, pr = _params(self.F), _params(self.R)
         fused = functional_call(self.F, pf, (x_in,))
-        w, v = self.P(x_in)
+        w, v = self._propose(x, x_in)
         lf, _ = self._lf(fused, x_in, w, v, c_grad)
         create = not self.opt.first_order
         if self.opt.inner_loss == "separate":
-            gf = torch.autograd.grad(lf, list(pf.values()), create_graph=create)
+            gf = torch.autograd.grad(lf, list(pf.values()), create_graph=create, retain_graph=create or keep)
             recon = functional_call(self.R, pr, (fused.detach(),))
             lr_loss, _ = self._lr(recon, x_tgt)
             # R's step does not depend on P (its input is detached): no graph needed.
@@ -142,14 +176,16 @@ class MetaLearner:
         else:
             recon = functional_call(self.R, pr, (fused,))
             lr_loss, _ = self._lr(recon, x_tgt)
-            g = torch.autograd.grad(lf + lr_loss, [*pf.values(), *pr.values()], create_graph=create)
+            g = torch.autograd.grad(lf + lr_loss, [*pf.values(), *pr.values()], create_graph=create,
+                                    retain_graph=create or keep)
             gf, gr = g[: len(pf)], g[len(pf):]
         fast_f = {k: p - lr * g for (k, p), g in zip(pf.items(), gf)}
         fast_r = {k: p - lr * g for (k, p), g in zip(pr.items(), gr)}
         if not create:  # first order: the fast weights are constants, nothing leads back to P
             fast_f = {k: t.detach() for k, t in fast_f.items()}
             fast_r = {k: t.detach() for k, t in fast_r.items()}
-        return fast_f, fast_r, {"inner_L_f": float(lf.detach()), "inner_L_r": float(lr_loss.detach())}
+        logs = {"inner_L_f": float(lf.detach()), "inner_L_r": float(lr_loss.detach())}
+        return fast_f, fast_r, logs, lf
 
     def outer_loss(self, x: Tensor, fast_f: dict, fast_r: dict) -> Tensor:
         """Phase 2 loss: L_r of R'(F'(x)) on meta-test sources ``x``."""
@@ -160,12 +196,13 @@ class MetaLearner:
 
     def meta_grads(self, x_train: Tensor, x_test: Tensor, c_grad: float, lr: float | None = None):
         """Phases 1-2 without the optimiser step: ``(grads of P (None where unused), logs)``."""
-        fast_f, fast_r, logs = self.inner_step(x_train, c_grad, lr)
+        fast_f, fast_r, logs, lf = self._inner(x_train, c_grad, lr)
         lo = self.outer_loss(x_test, fast_f, fast_r)
         params = list(self.P.parameters())
-        if lo.requires_grad:
-            grads = torch.autograd.grad(lo, params, allow_unused=True)
-        else:  # first_order: nothing connects the outer loss to P
+        target = lo + lf if self.opt.p_grad == "outer+inner" else lo
+        if target.requires_grad:
+            grads = torch.autograd.grad(target, params, allow_unused=True)
+        else:  # first_order with p_grad "outer": nothing connects the outer loss to P
             grads = [None] * len(params)
         logs["outer_L_r"] = float(lo.detach())
         sq = [g.pow(2).sum() for g in grads if g is not None]
@@ -190,7 +227,7 @@ class MetaLearner:
         x_in, x_tgt = swap_batch(x, self.opt.swap_inputs)
         self.P.eval()
         with torch.no_grad():
-            w, v = self.P(x_in)
+            w, v = self._propose(x, x_in)
         self.opt_f.zero_grad(set_to_none=True)
         self.opt_r.zero_grad(set_to_none=True)
         fused = self.F(x_in)
@@ -210,8 +247,13 @@ class MetaLearner:
         self.opt_r.zero_grad(set_to_none=True)
         out = {"L_f": float(lf.detach()), "L_r": float(lr_loss.detach())}
         out.update({k: float(t.detach()) for k, t in {**parts_f, **parts_r}.items()})
-        out["w_a_mean"] = float(w[:, 0].mean())
-        out["v_a_mean"] = float(v[:, 0].mean())
+        if self.opt.swap_inputs:
+            n = x.shape[0]
+            out.update(proposal_stats(w[:n], v[:n], w[n:], v[n:]))
+        else:
+            with torch.no_grad():
+                ws, vs = self.P(x.flip(1))
+            out.update(proposal_stats(w, v, ws, vs))
         return out
 
     # ------------------------------------------------------------------ one iteration
