@@ -21,7 +21,8 @@ __all__ = ["default_config", "load_config", "merge", "apply_overrides", "fingerp
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "configs" / "default.yaml"
 # Keys that may change between a run and its resumption: they do not change the trajectory.
-IGNORED_FOR_IDENTITY = {("train", "max_steps"), ("train", "num_threads")}
+IGNORED_FOR_IDENTITY = {("train", "max_steps"), ("train", "num_threads"), ("train", "max_memory_gb"),
+                        ("meta", "collapse_threshold"), ("meta", "collapse_order_gap"), ("meta", "collapse_window")}
 # Keys whose value is free-form (constructor keyword arguments).
 _FREE = {("model", "fusion"), ("model", "recon"), ("model", "proposal")}
 # Keys with a null default and the kinds they accept when set.
@@ -30,11 +31,15 @@ _NULLABLE = {
     ("data", "exclude"): (str, list),
     ("train", "max_steps"): (int,), ("train", "num_threads"): (int,),
     ("meta", "inner_lr"): (int, float), ("meta", "p_lr"): (int, float),
+    ("train", "max_memory_gb"): (int, float), ("meta", "collapse_threshold"): (int, float),
 }
 _CHOICES = {
     ("train", "scheduler"): ("step", "cosine", "none"),
     ("meta", "inner_loss"): ("separate", "joint"),
     ("meta", "p_optimizer"): ("adam", "normalized_sgd"),
+    ("meta", "p_norm"): ("global", "per_net"),
+    ("meta", "p_grad"): ("outer", "outer+inner"),
+    ("meta", "p_schedule"): ("constant", "follow"),
     ("loss", "c_grad_ramp"): ("linear", "constant"),
 }
 
@@ -112,7 +117,10 @@ def merge(base: dict, user: dict, source: str = "config") -> dict:
                 raise UsageError(f"{source}: {section}.{k} = {v!r} has the wrong type (expected {want})")
             if key in _CHOICES and v not in _CHOICES[key]:
                 raise UsageError(f"{source}: {section}.{k} = {v!r}; choose one of {', '.join(_CHOICES[key])}")
-            out[section][k] = copy.deepcopy(v)
+            if key in _FREE:  # constructor keyword arguments: the user's keys update the defaults
+                out[section][k] = {**out[section][k], **copy.deepcopy(v)}
+            else:
+                out[section][k] = copy.deepcopy(v)
     _check_values(out, source)
     return out
 
@@ -127,12 +135,16 @@ def _check_values(cfg: dict, source: str) -> None:
     for sec, k in [("data", "crop"), ("data", "repeats"), ("train", "epochs"), ("train", "batch_size"),
                    ("train", "lr"), ("meta", "meta_every"), ("validation", "every_epochs"),
                    ("train", "step_size"), ("train", "max_steps"), ("train", "num_threads"),
-                   ("meta", "inner_lr"), ("meta", "p_lr")]:
+                   ("meta", "inner_lr"), ("meta", "p_lr"), ("train", "max_memory_gb"),
+                   ("meta", "collapse_window"), ("meta", "collapse_order_gap")]:
         pos(sec, k)
     for sec, k in [("data", "val_count"), ("train", "ckpt_every_steps"), ("train", "weight_decay"),
                    ("train", "min_lr"), ("loss", "c_int"), ("loss", "c_grad"), ("loss", "c_r_int"),
                    ("loss", "c_r_grad")]:
         pos(sec, k, allow_zero=True)
+    ct = cfg["meta"]["collapse_threshold"]
+    if ct is not None and not 0.5 < ct <= 1:
+        raise UsageError(f"{source}: meta.collapse_threshold must lie in (0.5, 1] or be null, got {ct}")
     r = cfg["data"]["meta_test_ratio"]
     if not 0 < r < 1:
         raise UsageError(f"{source}: data.meta_test_ratio must lie in (0, 1), got {r}")

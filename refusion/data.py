@@ -125,11 +125,13 @@ class Dataset:
     meta_train: list[int] = field(default_factory=list)
     meta_test: list[int] = field(default_factory=list)
     excluded: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
-        return (f"{self.root}: {len(self.pairs)} pairs ({self.excluded} excluded as test split) -> "
-                f"train {len(self.train)} (meta-train {len(self.meta_train)}, meta-test {len(self.meta_test)}), "
-                f"val {len(self.val)}")
+        s = (f"{self.root}: {len(self.pairs)} pairs ({self.excluded} excluded as test split) -> "
+             f"train {len(self.train)} (meta-train {len(self.meta_train)}, meta-test {len(self.meta_test)}), "
+             f"val {len(self.val)}")
+        return "\n".join([s, *(f"note: {n}" for n in self.notes)])
 
 
 def load_pairs(root: Path, a: str | None = None, b: str | None = None, exclude=None) -> tuple[list[Pair], tuple[Path, Path], int]:
@@ -150,6 +152,20 @@ def load_pairs(root: Path, a: str | None = None, b: str | None = None, exclude=N
                                     f"{ib.shape[1]}x{ib.shape[0]} (width x height)")
         pairs.append(Pair(s, pa, pb, torch.stack([to_luma_u8(ia), to_luma_u8(ib)])))
     return pairs, (fa, fb), len(pairing.stems) - len(stems)
+
+
+def effective_val_count(n: int, val_count: int, min_train: int) -> tuple[int, str | None]:
+    """How many of ``n`` pairs to hold out when ``val_count`` are asked for. ``val_count`` itself when it
+    takes at most half of the pairs and leaves ``min_train``; otherwise a fifth of the pairs (at least one
+    when that still leaves ``min_train``). Returns ``(count, note or None)``."""
+    if val_count <= n // 2 and n - val_count >= min_train:
+        return val_count, None
+    k = max(min(val_count, max(n // 5, 1), n - min_train), 0)
+    if k == 0:
+        return 0, (f"{n} pairs are too few to hold any out: validation is off (data.val_count = {val_count} "
+                   f"asked for; at most a fifth of the pairs are held out)")
+    return k, (f"data.val_count = {val_count} lowered to {k} for {n} pairs (at most a fifth of the pairs are held "
+               f"out, at least {min_train} kept for training)")
 
 
 def split_pairs(n: int, val_count: int, meta_test_ratio: float, seed: int, need_meta: bool = True):
@@ -174,12 +190,16 @@ def build_dataset(cfg: dict) -> Dataset:
     d = cfg["data"]
     root = Path(d["root"]) if d["root"] else default_root()
     pairs, folders, excluded = load_pairs(root, d["a"], d["b"], d["exclude"])
-    val, train, mtr, mts = split_pairs(len(pairs), d["val_count"], d["meta_test_ratio"], d["split_seed"],
+    bs = cfg["train"]["batch_size"]
+    min_train = max(bs, 2 if cfg["meta"]["enabled"] else 1)
+    if len(pairs) < min_train:
+        need = f"train.batch_size = {bs}" if bs >= min_train else "meta-training (a meta-train and a meta-test pair)"
+        raise DataError(f"{root}: {len(pairs)} pair{'s' * (len(pairs) != 1)} is too few: {need} needs at least "
+                        f"{min_train} training pairs")
+    k, note = effective_val_count(len(pairs), d["val_count"], min_train)
+    val, train, mtr, mts = split_pairs(len(pairs), k, d["meta_test_ratio"], d["split_seed"],
                                        need_meta=cfg["meta"]["enabled"])
-    if len(train) < cfg["train"]["batch_size"]:
-        raise DataError(f"{root}: {len(train)} training pairs is fewer than train.batch_size = "
-                        f"{cfg['train']['batch_size']}")
-    return Dataset(root, folders, pairs, val, train, mtr, mts, excluded)
+    return Dataset(root, folders, pairs, val, train, mtr, mts, excluded, [note] if note else [])
 
 
 def _pad_to(img: Tensor, size: int) -> Tensor:

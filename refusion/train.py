@@ -37,13 +37,15 @@ from fusionbench.io import atomic_path, write_text_atomic
 from . import config as C
 from .data import CropSampler, Dataset, build_dataset
 from .losses import LossWeights, c_grad_at, fusion_loss, recon_loss
+from .diagnostics import STAT_FIELDS, CollapseGuard, ProposalCollapsed, content_stats, plot_proposals, proposal_stats
+from .memory import check_memory
 from .meta import MetaLearner, MetaOptions, NormalizedSGD
 from .nets import FusionNet, ProposalNet, ReconNet
 
 __all__ = ["Trainer", "train", "validate", "build_models", "CheckpointError", "LOG_FIELDS", "load_checkpoint"]
 
-LOG_FIELDS = ["step", "epoch", "lr", "c_grad", "L_f", "L_f_int", "L_f_grad", "L_r", "L_r_int", "L_r_grad",
-              "inner_L_f", "inner_L_r", "outer_L_r", "p_grad_norm", "w_a_mean", "v_a_mean", "seconds"]
+LOG_FIELDS = ["step", "epoch", "lr", "p_lr", "c_grad", "L_f", "L_f_int", "L_f_grad", "L_r", "L_r_int", "L_r_grad",
+              "inner_L_f", "inner_L_r", "outer_L_r", "p_grad_norm", *STAT_FIELDS, "seconds"]
 CKPT_FORMAT = "fusionbench-refusion-train/1"
 
 
@@ -63,8 +65,10 @@ def build_models(cfg: dict, device=None):
     return tuple(out)
 
 
-def _scheduler(opt, cfg):
+def _scheduler(opt, cfg, follow: bool = True):
     t = cfg["train"]
+    if not follow:
+        return torch.optim.lr_scheduler.LambdaLR(opt, lambda e: 1.0)
     if t["scheduler"] == "step":
         return torch.optim.lr_scheduler.StepLR(opt, step_size=t["step_size"], gamma=t["gamma"])
     if t["scheduler"] == "cosine":
@@ -131,6 +135,7 @@ class Trainer:
         if t["num_threads"]:
             torch.set_num_threads(int(t["num_threads"]))
         self.data: Dataset = build_dataset(cfg)
+        self.memory = check_memory(cfg, self.data, self.device)
         seed = int(t["seed"])
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
@@ -142,9 +147,13 @@ class Trainer:
         p_lr = m["p_lr"] if m["p_lr"] is not None else t["lr"]
         if m["p_optimizer"] == "adam":
             self.opt_p = torch.optim.Adam(self.P.parameters(), lr=p_lr, eps=m["p_adam_eps"])
+        elif m["p_norm"] == "per_net":
+            groups = [{"params": list(self.P.pn_int.parameters())}, {"params": list(self.P.pn_grad.parameters())}]
+            self.opt_p = NormalizedSGD(groups, lr=p_lr, per_group=True)
         else:
             self.opt_p = NormalizedSGD(self.P.parameters(), lr=p_lr)
-        self.sched = [_scheduler(o, cfg) for o in (self.opt_f, self.opt_r, self.opt_p)]
+        self.sched = [_scheduler(self.opt_f, cfg), _scheduler(self.opt_r, cfg),
+                      _scheduler(self.opt_p, cfg, follow=m["p_schedule"] == "follow")]
         d = cfg["data"]
         bs, crop = t["batch_size"], d["crop"]
         self.train_s = CropSampler(self.data.pairs, self.data.train, crop, bs, seed * 1000 + 1, d["repeats"])
@@ -154,7 +163,7 @@ class Trainer:
             self.meta_ts = CropSampler(self.data.pairs, self.data.meta_test, crop, bs, seed * 1000 + 3)
         opts = MetaOptions(enabled=m["enabled"], meta_every=m["meta_every"], first_order=m["first_order"],
                            inner_lr=m["inner_lr"], inner_loss=m["inner_loss"], swap_inputs=t["swap_inputs"],
-                           recon_through_fused=t["recon_through_fused"])
+                           recon_through_fused=t["recon_through_fused"], p_grad=m["p_grad"])
         L = cfg["loss"]
         self.weights = LossWeights(L["c_int"], L["c_grad"], L["c_grad_ramp"], L["c_r_int"], L["c_r_grad"])
         self.learner = MetaLearner(self.F, self.R, self.P, self.opt_f, self.opt_r, self.opt_p, opts, self.weights)
@@ -162,6 +171,9 @@ class Trainer:
         self.total_steps = t["epochs"] * self.steps_per_epoch
         if t["max_steps"] is not None:
             self.total_steps = min(self.total_steps, int(t["max_steps"]))
+        self.guard = None
+        if m["enabled"] and m["collapse_threshold"] is not None:
+            self.guard = CollapseGuard(m["collapse_threshold"], m["collapse_order_gap"], m["collapse_window"])
         self.step = 0
         self.last_val: dict | None = None
         self._stop = False
@@ -184,6 +196,7 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "last_val": self.last_val,
+            "guard": self.guard.state_dict() if self.guard else None,
             "time": time.time(),
         }
         return s
@@ -217,6 +230,8 @@ class Trainer:
             torch.cuda.set_rng_state_all([t.cpu() for t in r["cuda"]])
         self.step = int(ck["step"])
         self.last_val = ck.get("last_val")
+        if self.guard and ck.get("guard"):
+            self.guard.load_state_dict(ck["guard"])
 
     def save(self, epoch_copy: bool = False) -> Path:
         state = self.state_dict()
@@ -234,7 +249,8 @@ class Trainer:
         """Mean L_f, L_r and metric scores on the held-out pairs (see :func:`validate`)."""
         epoch = max(self.step // self.steps_per_epoch - 1, 0)
         c_grad = c_grad_at(self.weights, epoch, self.cfg["train"]["epochs"])
-        return validate(self.F, self.R, self.P, self.data, self.cfg, c_grad, self.device)
+        fig = self.out / "figures" / f"proposal_epoch_{self.step // self.steps_per_epoch:03d}.png"
+        return validate(self.F, self.R, self.P, self.data, self.cfg, c_grad, self.device, figure=fig)
 
     # ------------------------------------------------------------------ loop
     def _meta_batches(self):
@@ -254,13 +270,15 @@ class Trainer:
         elif ck_path.exists():
             raise UsageError(f"{self.out} already holds a checkpoint: use --resume to continue it, or another --out")
         write_text_atomic(self.out / "config.yaml", C.dump(self.cfg))
-        vfields = ["epoch", "step", "val_L_f", "val_L_r"] + _metric_labels(self.cfg["validation"])
+        vfields = ["epoch", "step", "val_L_f", "val_L_r", *STAT_FIELDS, "w_brighter", "v_stronger"] + \
+            _metric_labels(self.cfg["validation"])
         log = _CsvLog(self.out / "log.csv", LOG_FIELDS, self.step if resume else None)
         vlog = _CsvLog(self.out / "val.csv", vfields, self.step if resume else None)
         old_handler = None
         if threading.current_thread() is threading.main_thread():
             old_handler = signal.signal(signal.SIGINT, self._on_sigint)
         print(self.data.describe(), file=sys.stderr)
+        print(self.memory.describe(), file=sys.stderr)
         print(f"{self.steps_per_epoch} iterations per epoch, {self.total_steps} in all; device {self.device}; "
               f"run folder {self.out}", file=sys.stderr)
         bar = _progress(self.total_steps, self.step, self.progress)
@@ -275,16 +293,23 @@ class Trainer:
                 epoch = self.step // self.steps_per_epoch
                 c_grad = c_grad_at(self.weights, epoch, self.cfg["train"]["epochs"])
                 lr_now = self.opt_f.param_groups[0]["lr"]
+                p_lr_now = self.opt_p.param_groups[0]["lr"]
                 consistent = False
                 x = self.train_s.next().to(self.device)
                 logs = self.learner.step(self.step, x, self._meta_batches, c_grad)
                 self.step += 1
                 consistent = True
                 t1 = time.time()
-                log.write({"step": self.step, "epoch": epoch, "lr": lr_now, "c_grad": c_grad, "seconds": t1 - t0, **logs})
+                log.write({"step": self.step, "epoch": epoch, "lr": lr_now, "p_lr": p_lr_now, "c_grad": c_grad,
+                           "seconds": t1 - t0, **logs})
                 t0 = t1
                 bar.update(1)
-                bar.set_postfix({k: f"{logs[k]:.4g}" for k in ("L_f", "L_r", "outer_L_r") if k in logs}, refresh=False)
+                bar.set_postfix({k: f"{logs[k]:.3g}" for k in ("L_f", "L_r", "w_a_mean", "v_a_std") if k in logs},
+                                refresh=False)
+                reason = self.guard.update(logs) if self.guard else None
+                if reason is not None:
+                    self.save()
+                    raise ProposalCollapsed(f"{reason} (iteration {self.step}; checkpoint kept in {self.out})")
                 if self.step % self.steps_per_epoch == 0:  # end of epoch
                     for s in self.sched:
                         s.step()
@@ -319,11 +344,13 @@ class Trainer:
         return TrainResult(self.out, self.step, self.step // self.steps_per_epoch, stopped, self.last_val)
 
 
-def validate(F, R, P, data: Dataset, cfg: dict, c_grad: float, device="cpu") -> dict:
-    """Mean over ``data.val`` (full images, one pair at a time) of L_f (with P's proposal), L_r and the
+def validate(F, R, P, data: Dataset, cfg: dict, c_grad: float, device="cpu", figure: Path | None = None) -> dict:
+    """Mean over ``data.val`` (full images, one pair at a time) of L_f (with P's proposal), L_r, P's
+    statistics (:func:`refusion.diagnostics.proposal_stats` and ``content_stats``) and the
     ``validation.metrics`` scores of F's output after the official inference protocol
     (:func:`refusion.official.run_protocol`: float BT.601 luma, min-max normalisation, rounding), scored
     against the sources as decoded. Metrics are skipped when fusionbench.metrics lacks ``score_batch``.
+    With ``figure``, the first two validation pairs are drawn there (sources, W_a, V_a, fused).
     Leaves the modules in train mode."""
     from fusionbench.io import read_image
 
@@ -332,6 +359,7 @@ def validate(F, R, P, data: Dataset, cfg: dict, c_grad: float, device="cpu") -> 
     metric = _metric_fns(cfg["validation"])
     L = cfg["loss"]
     sums: dict[str, float] = {}
+    drawn: list[dict] = []
     n = 0
     F.eval(), R.eval(), P.eval()
     with torch.no_grad():
@@ -340,9 +368,15 @@ def validate(F, R, P, data: Dataset, cfg: dict, c_grad: float, device="cpu") -> 
             x = (pair.luma.float() / 255.0).unsqueeze(0).to(device)
             fused = F(x)
             w, v = P(x)
+            ws, vs = P(x.flip(1))
             lf = fusion_loss(fused, x, w, v, L["c_int"], c_grad)[0]
             lr = recon_loss(R(fused), x, L["c_r_int"], L["c_r_grad"])[0]
-            row = {"val_L_f": float(lf), "val_L_r": float(lr)}
+            row = {"val_L_f": float(lf), "val_L_r": float(lr), **proposal_stats(w, v, ws, vs),
+                   **content_stats(w, v, x)}
+            if figure is not None and len(drawn) < 2:
+                drawn.append({"name": pair.stem, "a": x[0, 0].cpu().numpy(), "b": x[0, 1].cpu().numpy(),
+                              "w_a": w[0, 0].cpu().numpy(), "v_a": v[0, 0].cpu().numpy(),
+                              "fused": fused[0, 0].cpu().numpy()})
             if metric is not None:
                 a = torch.from_numpy(np.array(read_image(pair.a_path))).permute(2, 0, 1).unsqueeze(0).to(device)
                 b = torch.from_numpy(np.array(read_image(pair.b_path))).permute(2, 0, 1).unsqueeze(0).to(device)
@@ -352,7 +386,12 @@ def validate(F, R, P, data: Dataset, cfg: dict, c_grad: float, device="cpu") -> 
                 sums[k] = sums.get(k, 0.0) + val
             n += 1
     F.train(), R.train(), P.train()
-    return {k: val / max(n, 1) for k, val in sums.items()}
+    out = {k: val / max(n, 1) for k, val in sums.items()}
+    if figure is not None and drawn:
+        plot_proposals(drawn, figure, f"{Path(figure).stem}: W_a {out['w_a_mean']:.2f} ± {out['w_a_std']:.2f} "
+                                      f"(picks {out['w_sel']:.0%}), V_a {out['v_a_mean']:.2f} ± {out['v_a_std']:.2f} "
+                                      f"(picks {out['v_sel']:.0%})")
+    return out
 
 
 def _metric_labels(vcfg: dict) -> list[str]:
