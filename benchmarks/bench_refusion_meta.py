@@ -6,7 +6,8 @@
   R on a meta-train batch), phase 2 (L_r of F', R' on a meta-test batch, gradient to P, P steps) and
   phase 3. With ``meta.meta_every = k`` the amortised cost per iteration is ``plain + (meta - plain) / k``.
 
-Default sizes: the official F, R, P (59,856 / 59,648 / 89,058 parameters), batch 2 pairs (4 after the
+Default sizes: the official F, R, P (59,856 / 59,648 / 89,058 parameters; P symmetric, as in the default config: with
+the swapped-input doubling one P pass serves both orders), batch 2 pairs (4 after the
 swapped-input doubling, as in training), 96x96 crops, float32. Each mode runs in a fresh subprocess so its
 peak memory is its own: peak resident set size above the process's RSS before the first step
 (``resource.getrusage``; CPU) or ``torch.cuda.max_memory_allocated`` (CUDA). Times: median of the
@@ -44,7 +45,7 @@ def child(mode: str, crop: int, batch: int, threads: int, rounds: int, warmup: i
     torch.set_num_threads(threads)
     dev = torch.device(device)
     torch.manual_seed(0)
-    F, R, P = FusionNet().to(dev), ReconNet().to(dev), ProposalNet().to(dev)
+    F, R, P = FusionNet().to(dev), ReconNet().to(dev), ProposalNet(symmetric=True).to(dev)
     learner = MetaLearner(F, R, P, torch.optim.Adam(F.parameters(), 1e-4), torch.optim.Adam(R.parameters(), 1e-4),
                           NormalizedSGD(P.parameters(), 1e-4), MetaOptions(meta_every=1))
     g = torch.Generator().manual_seed(1)
@@ -121,7 +122,7 @@ def test_meta_iteration_ratio(benchmark):
     torch.set_num_threads(1)
     try:
         torch.manual_seed(0)
-        F, R, P = FusionNet(), ReconNet(), ProposalNet()
+        F, R, P = FusionNet(), ReconNet(), ProposalNet(symmetric=True)
         learner = MetaLearner(F, R, P, torch.optim.Adam(F.parameters(), 1e-4), torch.optim.Adam(R.parameters(), 1e-4),
                               NormalizedSGD(P.parameters(), 1e-4), MetaOptions(meta_every=1))
         g = torch.Generator().manual_seed(1)

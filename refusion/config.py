@@ -40,6 +40,7 @@ _CHOICES = {
     ("meta", "p_norm"): ("global", "per_net"),
     ("meta", "p_grad"): ("outer", "outer+inner"),
     ("meta", "p_schedule"): ("constant", "follow"),
+    ("meta", "prior"): ("none", "brighter_stronger"),
     ("loss", "c_grad_ramp"): ("linear", "constant"),
 }
 
@@ -138,7 +139,7 @@ def _check_values(cfg: dict, source: str) -> None:
                    ("meta", "inner_lr"), ("meta", "p_lr"), ("train", "max_memory_gb"),
                    ("meta", "collapse_window"), ("meta", "collapse_order_gap")]:
         pos(sec, k)
-    for sec, k in [("data", "val_count"), ("train", "ckpt_every_steps"), ("train", "weight_decay"),
+    for sec, k in [("data", "val_count"), ("train", "ckpt_every_steps"), ("meta", "prior_steps"), ("train", "weight_decay"),
                    ("train", "min_lr"), ("loss", "c_int"), ("loss", "c_grad"), ("loss", "c_r_int"),
                    ("loss", "c_r_grad")]:
         pos(sec, k, allow_zero=True)

@@ -44,7 +44,26 @@ from torch.func import functional_call
 from .diagnostics import proposal_stats
 from .losses import LossWeights, fusion_loss, recon_loss
 
-__all__ = ["MetaOptions", "NormalizedSGD", "MetaLearner", "swap_batch"]
+__all__ = ["MetaOptions", "NormalizedSGD", "MetaLearner", "swap_batch", "prior_target", "PRIORS"]
+
+PRIORS = ("none", "brighter_stronger")
+
+
+def prior_target(x: Tensor, prior: str) -> tuple[Tensor, Tensor]:
+    """The hand-made proposal a P warm-up moves toward (``meta.prior``; not ReFusion's method).
+
+    ``brighter_stronger``: W_a = sigmoid((A - B) / 0.05), i.e. the brighter source, and
+    V_a = sigmoid((|dA| - |dB|) / 0.1), the source with the stronger edge, for sources ``x`` (N, 2, H, W)
+    in [0, 1]; each pair sums to 1. Returns ``(W, V)``.
+    """
+    if prior != "brighter_stronger":
+        raise ValueError(f"meta.prior must be one of {', '.join(PRIORS)}, got {prior!r}")
+    from .nets import sobel_magnitude
+
+    wa = torch.sigmoid((x[:, 0:1] - x[:, 1:2]) / 0.05)
+    g = sobel_magnitude(x)
+    va = torch.sigmoid((g[:, 0:1] - g[:, 1:2]) / 0.1)
+    return torch.cat([wa, 1 - wa], 1), torch.cat([va, 1 - va], 1)
 
 
 @dataclass(frozen=True)
@@ -57,6 +76,8 @@ class MetaOptions:
     inner_lr: float | None = None
     inner_loss: str = "separate"  # or "joint"
     p_grad: str = "outer"  # or "outer+inner"
+    prior: str = "none"  # or "brighter_stronger" (hand-made warm-up of P, see prior_target)
+    prior_steps: int = 0
     swap_inputs: bool = True
     recon_through_fused: bool = False
 
@@ -125,12 +146,16 @@ class MetaLearner:
             raise ValueError(f"meta.inner_loss must be 'separate' or 'joint', got {options.inner_loss!r}")
         if options.p_grad not in ("outer", "outer+inner"):
             raise ValueError(f"meta.p_grad must be 'outer' or 'outer+inner', got {options.p_grad!r}")
+        if options.prior not in PRIORS:
+            raise ValueError(f"meta.prior must be one of {', '.join(PRIORS)}, got {options.prior!r}")
         if options.meta_every < 1:
             raise ValueError(f"meta.meta_every must be >= 1, got {options.meta_every}")
         self.F, self.R, self.P = F, R, P
         self.opt_f, self.opt_r, self.opt_p = opt_f, opt_r, opt_p
         self.opt = options
         self.w = weights
+        # the warm-up's own optimiser (only with a prior); its state is checkpointed by the trainer
+        self.opt_prior = torch.optim.Adam(P.parameters(), lr=1e-3) if options.prior != "none" else None
 
     # ------------------------------------------------------------------ helpers
     def inner_lr(self) -> float:
@@ -221,6 +246,19 @@ class MetaLearner:
             self.opt_p.zero_grad(set_to_none=True)
         return logs
 
+    def prior_phase(self, x: Tensor) -> dict:
+        """Warm-up instead of phases 1-2 (first ``prior_steps`` iterations, ``meta.prior`` set): one Adam
+        step (lr 1e-3) of P toward :func:`prior_target` on sources ``x``. F and R are untouched."""
+        self.P.train()
+        tw, tv = prior_target(x, self.opt.prior)
+        w, v = self.P(x)
+        loss = ((w[:, 0] - tw[:, 0]) ** 2).mean() + ((v[:, 0] - tv[:, 0]) ** 2).mean()
+        self.opt_prior.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_prior.step()
+        self.opt_prior.zero_grad(set_to_none=True)
+        return {"prior_loss": float(loss.detach())}
+
     # ------------------------------------------------------------------ phase 3
     def fusion_phase(self, x: Tensor, c_grad: float) -> dict:
         """Phase 3: F on L_f with P fixed, R on L_r. Updates F and R only."""
@@ -258,11 +296,15 @@ class MetaLearner:
 
     # ------------------------------------------------------------------ one iteration
     def step(self, it: int, x: Tensor, meta_batches, c_grad: float) -> dict:
-        """Iteration ``it`` (0-based): phases 1-2 when ``enabled`` and ``it % meta_every == 0``
+        """Iteration ``it`` (0-based): phases 1-2 when ``enabled`` and ``it % meta_every == 0`` (a prior
+        warm-up, :meth:`prior_phase`, in their place during its first ``prior_steps`` iterations)
         (``meta_batches()`` is then called for ``(x_meta_train, x_meta_test)``), then phase 3 on ``x``."""
         logs: dict = {}
         if self.opt.enabled and it % self.opt.meta_every == 0:
             xt, xs = meta_batches()
-            logs.update(self.meta_phase(xt, xs, c_grad))
+            if self.opt_prior is not None and it < self.opt.prior_steps:
+                logs.update(self.prior_phase(torch.cat([xt, xs])))
+            else:
+                logs.update(self.meta_phase(xt, xs, c_grad))
         logs.update(self.fusion_phase(x, c_grad))
         return logs

@@ -45,7 +45,7 @@ from .nets import FusionNet, ProposalNet, ReconNet
 __all__ = ["Trainer", "train", "validate", "build_models", "CheckpointError", "LOG_FIELDS", "load_checkpoint"]
 
 LOG_FIELDS = ["step", "epoch", "lr", "p_lr", "c_grad", "L_f", "L_f_int", "L_f_grad", "L_r", "L_r_int", "L_r_grad",
-              "inner_L_f", "inner_L_r", "outer_L_r", "p_grad_norm", *STAT_FIELDS, "seconds"]
+              "inner_L_f", "inner_L_r", "outer_L_r", "p_grad_norm", "prior_loss", *STAT_FIELDS, "seconds"]
 CKPT_FORMAT = "fusionbench-refusion-train/1"
 
 
@@ -163,7 +163,8 @@ class Trainer:
             self.meta_ts = CropSampler(self.data.pairs, self.data.meta_test, crop, bs, seed * 1000 + 3)
         opts = MetaOptions(enabled=m["enabled"], meta_every=m["meta_every"], first_order=m["first_order"],
                            inner_lr=m["inner_lr"], inner_loss=m["inner_loss"], swap_inputs=t["swap_inputs"],
-                           recon_through_fused=t["recon_through_fused"], p_grad=m["p_grad"])
+                           recon_through_fused=t["recon_through_fused"], p_grad=m["p_grad"],
+                           prior=m["prior"], prior_steps=m["prior_steps"])
         L = cfg["loss"]
         self.weights = LossWeights(L["c_int"], L["c_grad"], L["c_grad_ramp"], L["c_r_int"], L["c_r_grad"])
         self.learner = MetaLearner(self.F, self.R, self.P, self.opt_f, self.opt_r, self.opt_p, opts, self.weights)
@@ -189,6 +190,7 @@ class Trainer:
             "steps_per_epoch": self.steps_per_epoch,
             "F": self.F.state_dict(), "R": self.R.state_dict(), "P": self.P.state_dict(),
             "opt_f": self.opt_f.state_dict(), "opt_r": self.opt_r.state_dict(), "opt_p": self.opt_p.state_dict(),
+            "opt_prior": self.learner.opt_prior.state_dict() if self.learner.opt_prior else None,
             "sched": [s.state_dict() for s in self.sched],
             "samplers": {"train": self.train_s.state_dict(),
                          "meta_train": self.meta_tr.state_dict() if self.meta_tr else None,
@@ -202,8 +204,10 @@ class Trainer:
         return s
 
     def load_state_dict(self, ck: dict, source: str = "checkpoint") -> None:
-        if ck["fingerprint"] != C.fingerprint(self.cfg):
-            changes = C.diff(ck["config"], self.cfg)
+        # keys added to the config schema after the checkpoint was written take their defaults
+        stored = C.merge(C.default_config(), ck["config"], f"{source} (stored config)")
+        if C.fingerprint(stored) != C.fingerprint(self.cfg):
+            changes = C.diff(stored, self.cfg)
             shown = "; ".join(changes[:4]) + (f" (+{len(changes) - 4} more)" if len(changes) > 4 else "")
             raise CheckpointError(f"{source} was written with another config ({shown}); resume with the "
                                   f"same config or start a new --out folder")
@@ -216,6 +220,8 @@ class Trainer:
         self.opt_f.load_state_dict(ck["opt_f"])
         self.opt_r.load_state_dict(ck["opt_r"])
         self.opt_p.load_state_dict(ck["opt_p"])
+        if self.learner.opt_prior is not None and ck.get("opt_prior"):
+            self.learner.opt_prior.load_state_dict(ck["opt_prior"])
         for s, st in zip(self.sched, ck["sched"]):
             s.load_state_dict(st)
         self.train_s.load_state_dict(ck["samplers"]["train"])

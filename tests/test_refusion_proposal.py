@@ -272,3 +272,31 @@ def test_small_dataset_trains_with_a_note(tmp_path):
     one = _write_pairs(tmp_path / "one", 1)
     r = _run("--data", one, "--config", cfg, "--out", tmp_path / "run1")
     assert r.exit_code == 1 and "1 pair is too few" in r.output
+
+
+# ---------------------------------------------------------------- prior warm-up (explicit option)
+def test_prior_warmup_moves_P_toward_brighter_and_stronger():
+    from refusion.meta import prior_target
+
+    torch.manual_seed(0)
+    F, R, P = FusionNet(**TINY), ReconNet(**TINY_R), ProposalNet(**TINY, symmetric=True)
+    L = MetaLearner(F, R, P, torch.optim.Adam(F.parameters(), 1e-3), torch.optim.Adam(R.parameters(), 1e-3),
+                    NormalizedSGD(P.parameters(), 1e-3), MetaOptions(prior="brighter_stronger", prior_steps=30))
+    x = torch.nn.functional.avg_pool2d(_x(2, 16, seed=3), 3, 1, 1)
+    tw, tv = prior_target(x, "brighter_stronger")
+    assert torch.allclose(tw.sum(1), torch.ones_like(tw[:, 0])) and ((tw[:, 0] > 0.5) == (x[:, 0] > x[:, 1])).all()
+
+    def err():
+        with torch.no_grad():
+            w, v = P(x)
+        return float(((w - tw) ** 2).mean() + ((v - tv) ** 2).mean())
+
+    before, f0 = err(), {k: t.clone() for k, t in F.state_dict().items()}
+    logs = [L.step(it, x, lambda: (x, x), 0.5) for it in range(30)]
+    assert "prior_loss" in logs[0] and "outer_L_r" not in logs[0]
+    assert err() < 0.9 * before
+    with torch.no_grad():
+        w, v = P(x)
+    assert content_stats(w, v, x)["w_brighter"] > 0.8
+    assert any(not torch.equal(f0[k], t) for k, t in F.state_dict().items())  # phase 3 still runs
+    assert "outer_L_r" in L.step(30, x, lambda: (x, x), 0.5)  # then meta-learning takes over
