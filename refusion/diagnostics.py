@@ -28,7 +28,7 @@ from fusionbench.errors import FusionBenchError
 from .nets import sobel_magnitude
 
 __all__ = ["proposal_stats", "content_stats", "CollapseGuard", "ProposalCollapsed", "STAT_FIELDS",
-           "plot_proposals"]
+           "plot_proposals", "output_character"]
 
 SELECT = 0.2  # W_a < 0.2 or > 0.8 counts as "picks one source"
 STAT_FIELDS = ["w_a_mean", "w_a_std", "w_sel", "w_a_mean_swapped", "w_sel_swapped",
@@ -65,6 +65,82 @@ def content_stats(w: Tensor, v: Tensor, x: Tensor) -> dict[str, float]:
     edge = g.amax(dim=1) > 0.1
     v_st = float(((v[:, 0] > v[:, 1]) == (g[:, 0] > g[:, 1]))[edge].double().mean()) if edge.any() else float("nan")
     return {"w_brighter": w_br, "v_stronger": v_st}
+
+
+@torch.no_grad()
+def output_character(fused: Tensor, x: Tensor, fused_swapped: Tensor | None = None) -> dict[str, float]:
+    """How a fused image ``fused`` (N, 1, H, W) combines its sources ``x`` (N, 2, H, W), all in [0, 1]:
+
+    * ``alpha`` and ``mse_blend``: the fixed blend ``alpha·A + (1 - alpha)·B`` closest to the output
+      (least squares over all pixels) and its MSE: a small MSE means "a fixed average";
+    * ``mse_max`` / ``mse_mean``: MSE to ``max(A, B)`` and to ``(A + B) / 2``;
+    * ``one_source``: share of pixels whose sources differ by more than 0.1 where the output is within
+      20 % of that difference of one source (a per-pixel choice rather than a mix);
+    * ``mse_swap`` (with ``fused_swapped``, the output for (B, A)): sensitivity to the input order.
+
+    Means over the batch. Used to compare trained weights with the official ones (README, issue 12).
+    """
+    a, b, f = x[:, 0:1].double(), x[:, 1:2].double(), fused.double()
+    d = a - b
+    alpha = ((f - b) * d).sum(dim=(1, 2, 3)) / (d * d).sum(dim=(1, 2, 3)).clamp_min(1e-12)
+    blend = alpha.view(-1, 1, 1, 1) * a + (1 - alpha.view(-1, 1, 1, 1)) * b
+    differ = d.abs() > 0.1
+    one = ((f - a).abs() < 0.2 * d.abs()) | ((f - b).abs() < 0.2 * d.abs())
+    out = {"alpha": float(alpha.mean()), "mse_blend": float(((f - blend) ** 2).mean()),
+           "mse_max": float(((f - torch.maximum(a, b)) ** 2).mean()), "mse_mean": float(((f - (a + b) / 2) ** 2).mean()),
+           "one_source": float(one[differ].double().mean()) if differ.any() else float("nan")}
+    if fused_swapped is not None:
+        out["mse_swap"] = float(((f - fused_swapped.double()) ** 2).mean())
+    return out
+
+
+def _character_main(argv=None) -> None:
+    """``python -m refusion.diagnostics WEIGHTS [WEIGHTS ...] [--data roadscene50] [--pairs 12]``: the
+    :func:`output_character` of F's raw output (before the protocol's min-max), mean over the pairs.
+    WEIGHTS: a fusionbench checkpoint / exported F, or ``official`` (the official IVIF weights)."""
+    import argparse
+    import csv
+    import sys
+
+    import numpy as np
+
+    from fusionbench.data.datasets import open_dataset
+    from fusionbench.io import read_image
+
+    from .data import to_luma_u8
+
+    ap = argparse.ArgumentParser(prog="python -m refusion.diagnostics", description=_character_main.__doc__)
+    ap.add_argument("weights", nargs="+")
+    ap.add_argument("--data", default="roadscene50")
+    ap.add_argument("--pairs", type=int, default=12)
+    args = ap.parse_args(argv)
+    ds = open_dataset(args.data)
+    pairs = ds.pairs[: args.pairs]
+    srcs = []
+    for p in pairs:
+        a = to_luma_u8(np.array(read_image(p.a))).float() / 255
+        b = to_luma_u8(np.array(read_image(p.b))).float() / 255
+        srcs.append(torch.stack([a, b])[None])
+    w = csv.writer(sys.stdout)
+    keys = ["alpha", "mse_blend", "mse_max", "mse_mean", "one_source", "mse_swap"]
+    w.writerow(["weights", "data", "pairs", *keys])
+    for spec in args.weights:
+        net = _load_f(spec)
+        rows = []
+        with torch.no_grad():
+            for x in srcs:
+                rows.append(output_character(net(x), x, net(x.flip(1))))
+        w.writerow([spec, args.data, len(rows), *(f"{np.mean([r[k] for r in rows]):.5g}" for k in keys)])
+
+
+def _load_f(spec: str):
+    if spec == "official":
+        from .official import load_official
+
+        return load_official("ivif")
+    from .ours import load_ours
+
+    return load_ours(spec)
 
 
 class ProposalCollapsed(FusionBenchError):
@@ -154,3 +230,7 @@ def plot_proposals(rows: list[dict], path: Path, title: str) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
     plt.close(fig)
+
+
+if __name__ == "__main__":
+    _character_main()

@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -317,8 +318,12 @@ class Trainer:
                     self.save()
                     raise ProposalCollapsed(f"{reason} (iteration {self.step}; checkpoint kept in {self.out})")
                 if self.step % self.steps_per_epoch == 0:  # end of epoch
-                    for s in self.sched:
-                        s.step()
+                    with warnings.catch_warnings():
+                        # P's optimiser has not stepped yet during a prior warm-up: torch warns, harmlessly
+                        warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step",
+                                                category=UserWarning)
+                        for s in self.sched:
+                            s.step()
                     ep_done = self.step // self.steps_per_epoch
                     v = self.cfg["validation"]
                     if v["enabled"] and self.data.val and (ep_done % v["every_epochs"] == 0 or self.step >= self.total_steps):

@@ -300,3 +300,33 @@ def test_prior_warmup_moves_P_toward_brighter_and_stronger():
     assert content_stats(w, v, x)["w_brighter"] > 0.8
     assert any(not torch.equal(f0[k], t) for k, t in F.state_dict().items())  # phase 3 still runs
     assert "outer_L_r" in L.step(30, x, lambda: (x, x), 0.5)  # then meta-learning takes over
+
+
+def test_resume_equivalence_with_prior_and_per_net(tmp_path, pairs8):
+    """N steps straight == N/2, stop, resume, N/2 with the new options (prior warm-up across the stop)."""
+    cfg = _cfg(tmp_path, meta__prior="brighter_stronger", meta__prior_steps=3, meta__p_norm="per_net",
+               validation__enabled=False)
+    assert _run("--data", pairs8, "--config", cfg, "--out", tmp_path / "a", "--max-steps", 6).exit_code == 0
+    assert _run("--data", pairs8, "--config", cfg, "--out", tmp_path / "b", "--max-steps", 2).exit_code == 0
+    r = _run("--data", pairs8, "--out", tmp_path / "b", "--max-steps", 6, "--resume")
+    assert r.exit_code == 0, r.output
+    ca = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    cb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    for m in "FRP":
+        for k in ca[m]:
+            assert (ca[m][k] - cb[m][k]).abs().max() <= 1e-6, (m, k)
+    log = list(csv.DictReader(open(tmp_path / "b" / "log.csv")))
+    assert [bool(x["prior_loss"]) for x in log] == [True] * 3 + [False] * 3
+    assert all(x["outer_L_r"] for x in log[3:])
+
+
+def test_output_character_tells_blend_from_selection():
+    from refusion.diagnostics import output_character
+
+    x = _x(2, 16, seed=5)
+    a, b = x[:, 0:1], x[:, 1:2]
+    c = output_character(0.3 * a + 0.7 * b, x, 0.3 * a + 0.7 * b)
+    assert c["alpha"] == pytest.approx(0.3) and c["mse_blend"] < 1e-12 and c["one_source"] < 0.2
+    assert c["mse_swap"] == 0
+    m = output_character(torch.maximum(a, b), x)
+    assert m["mse_max"] == 0 and m["one_source"] == 1.0 and m["mse_blend"] > 1e-3
