@@ -379,7 +379,8 @@ def validate(F, R, P, data: Dataset, cfg: dict, c_grad: float, device="cpu", fig
             x = (pair.luma.float() / 255.0).unsqueeze(0).to(device)
             fused = F(x)
             w, v = P(x)
-            ws, vs = P(x.flip(1))
+            # a symmetric P's proposal for (b, a) is the channel swap of its proposal for (a, b): no second pass
+            ws, vs = (w.flip(1), v.flip(1)) if getattr(P, "symmetric", False) else P(x.flip(1))
             lf = fusion_loss(fused, x, w, v, L["c_int"], c_grad)[0]
             lr = recon_loss(R(fused), x, L["c_r_int"], L["c_r_grad"])[0]
             row = {"val_L_f": float(lf), "val_L_r": float(lr), **proposal_stats(w, v, ws, vs),

@@ -10,25 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from click.testing import CliRunner
 
 from refusion import config as C
-from refusion.cli import train_refusion
 from refusion.data import effective_val_count
 from refusion.diagnostics import CollapseGuard, content_stats, proposal_stats
 from refusion.memory import GB, estimate_peak
 from refusion.meta import MetaLearner, MetaOptions, NormalizedSGD
 from refusion.nets import FusionNet, ProposalNet, ReconNet
 
-from test_refusion_train import TINY, TINY_R, _write_pairs
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from test_refusion_train import TINY, TINY_R, _one_thread, _run, _write_pairs  # noqa: F401 (autouse fixture)
 
 
 def _x(n=2, size=12, seed=0):
@@ -166,10 +156,6 @@ def _cfg(tmp_path: Path, **changes) -> Path:
     p = tmp_path / f"cfg_{len(list(tmp_path.glob('cfg_*')))}.yaml"
     p.write_text(yaml.safe_dump(cfg))
     return p
-
-
-def _run(*args):
-    return CliRunner().invoke(train_refusion, [str(a) for a in args] + ["--quiet", "--device", "cpu"])
 
 
 @pytest.fixture(scope="module")
