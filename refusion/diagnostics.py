@@ -97,6 +97,9 @@ def output_character(fused: Tensor, x: Tensor, fused_swapped: Tensor | None = No
 def _character_main(argv=None) -> None:
     """``python -m refusion.diagnostics WEIGHTS [WEIGHTS ...] [--data roadscene50] [--pairs 12]``: the
     :func:`output_character` of F's raw output (before the protocol's min-max), mean over the pairs.
+    ``python -m refusion.diagnostics WEIGHTS [WEIGHTS ...] --validation RUN``: the run's validation
+    metrics (mean over the validation pairs of the run folder RUN, as its val.csv computes them) for
+    these weights instead, e.g. ``official`` as the reference a run's val.csv is read against.
     WEIGHTS: a fusionbench checkpoint / exported F, or ``official`` (the official IVIF weights)."""
     import argparse
     import csv
@@ -113,7 +116,10 @@ def _character_main(argv=None) -> None:
     ap.add_argument("weights", nargs="+")
     ap.add_argument("--data", default="roadscene50")
     ap.add_argument("--pairs", type=int, default=12)
+    ap.add_argument("--validation", metavar="RUN", help="score on the validation split of this run folder")
     args = ap.parse_args(argv)
+    if args.validation:
+        return _validation_main(args.weights, Path(args.validation))
     ds = open_dataset(args.data)
     pairs = ds.pairs[: args.pairs]
     srcs = []
@@ -131,6 +137,27 @@ def _character_main(argv=None) -> None:
             for x in srcs:
                 rows.append(output_character(net(x), x, net(x.flip(1))))
         w.writerow([spec, args.data, len(rows), *(f"{np.mean([r[k] for r in rows]):.5g}" for k in keys)])
+
+
+def _validation_main(specs: list[str], run: Path) -> None:
+    import csv
+    import sys
+
+    from . import config as C
+    from .data import build_dataset
+    from .train import _metric_labels, validation_scores
+
+    cfg_path = run / "config.yaml"
+    if not cfg_path.is_file():
+        raise SystemExit(f"{run}: no config.yaml (not a run folder of fusionbench train refusion)")
+    cfg = C.load_config(cfg_path)
+    data = build_dataset(cfg)
+    labels = _metric_labels(cfg["validation"])
+    w = csv.writer(sys.stdout)
+    w.writerow(["weights", "run", "pairs", *labels])
+    for spec in specs:
+        scores = validation_scores(_load_f(spec), data, cfg)
+        w.writerow([spec, str(run), len(data.val), *(f"{scores[k]:.6g}" for k in labels)])
 
 
 def _load_f(spec: str):

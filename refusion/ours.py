@@ -17,11 +17,33 @@ NOT_FOUND = (
 )
 
 
+def _architecture(raw: dict, path: Path) -> dict:
+    """FusionNet keyword arguments of a checkpoint: the run's ``model.fusion`` config, read from a training
+    checkpoint's stored config or from the sidecar ``.json`` that ``export`` writes; ``{}`` (the default
+    architecture) when neither says."""
+    import json
+
+    cfg = raw.get("config") if isinstance(raw.get("config"), dict) else None
+    side = path.with_suffix(".json")
+    if cfg is None and side.is_file():
+        try:
+            cfg = json.loads(side.read_text()).get("config")
+        except (OSError, ValueError) as e:
+            raise WeightsError(f"{side}: unreadable sidecar of {path.name} ({e})") from None
+    fusion = ((cfg or {}).get("model") or {}).get("fusion")
+    return dict(fusion) if isinstance(fusion, dict) else {}
+
+
 def load_ours(path: str | Path, device: torch.device | str | None = None) -> FusionNet:
-    """A FusionNet from a fusionbench checkpoint: a dict holding the F state_dict under ``"F"``, or a bare state_dict."""
+    """A FusionNet from a fusionbench checkpoint: a training checkpoint (F's state_dict under ``"F"``), or
+    an exported state_dict. The architecture is the run's (stored config or the export's sidecar .json)."""
     raw = load_state_dict(path)
     state = raw["F"] if "F" in raw and isinstance(raw["F"], dict) else raw
-    net = FusionNet()
+    arch = _architecture(raw, Path(path))
+    try:
+        net = FusionNet(**arch)
+    except (TypeError, ValueError) as e:
+        raise WeightsError(f"{path}: its stored architecture model.fusion={arch} is not a FusionNet ({e})") from None
     load_into(net, state, path)
     return net.to(device if device is not None else "cpu").eval()
 

@@ -363,10 +363,6 @@ def validate(F, R, P, data: Dataset, cfg: dict, c_grad: float, device="cpu", fig
     against the sources as decoded. Metrics are skipped when fusionbench.metrics lacks ``score_batch``.
     With ``figure``, the first two validation pairs are drawn there (sources, W_a, V_a, fused).
     Leaves the modules in train mode."""
-    from fusionbench.io import read_image
-
-    from .official import run_protocol
-
     metric = _metric_fns(cfg["validation"])
     L = cfg["loss"]
     sums: dict[str, float] = {}
@@ -390,10 +386,7 @@ def validate(F, R, P, data: Dataset, cfg: dict, c_grad: float, device="cpu", fig
                               "w_a": w[0, 0].cpu().numpy(), "v_a": v[0, 0].cpu().numpy(),
                               "fused": fused[0, 0].cpu().numpy()})
             if metric is not None:
-                a = torch.from_numpy(np.array(read_image(pair.a_path))).permute(2, 0, 1).unsqueeze(0).to(device)
-                b = torch.from_numpy(np.array(read_image(pair.b_path))).permute(2, 0, 1).unsqueeze(0).to(device)
-                u8 = run_protocol(F, a, b, want_rgb=False).gray
-                row.update({k: float(t.reshape(-1)[0]) for k, t in metric(u8, a, b).items()})
+                row.update(_protocol_scores(F, pair, metric, device))
             for k, val in row.items():
                 sums[k] = sums.get(k, 0.0) + val
             n += 1
@@ -404,6 +397,37 @@ def validate(F, R, P, data: Dataset, cfg: dict, c_grad: float, device="cpu", fig
                                       f"(picks {out['w_sel']:.0%}), V_a {out['v_a_mean']:.2f} ± {out['v_a_std']:.2f} "
                                       f"(picks {out['v_sel']:.0%})")
     return out
+
+
+def _protocol_scores(F, pair, metric, device) -> dict[str, float]:
+    """``metric`` scores of F's output for one pair after the official inference protocol
+    (:func:`refusion.official.run_protocol`), against the sources as decoded."""
+    from fusionbench.io import read_image
+
+    from .official import run_protocol
+
+    a = torch.from_numpy(np.array(read_image(pair.a_path))).permute(2, 0, 1).unsqueeze(0).to(device)
+    b = torch.from_numpy(np.array(read_image(pair.b_path))).permute(2, 0, 1).unsqueeze(0).to(device)
+    u8 = run_protocol(F, a, b, want_rgb=False).gray
+    return {k: float(t.reshape(-1)[0]) for k, t in metric(u8, a, b).items()}
+
+
+def validation_scores(F, data: Dataset, cfg: dict, device="cpu") -> dict[str, float]:
+    """Mean ``validation.metrics`` scores of fusion network ``F`` on ``data.val`` under the official
+    protocol: the metric columns of :func:`validate`, for any F (e.g. the official weights, as the
+    reference a run's val.csv is compared with: ``python -m refusion.diagnostics --validation RUN``)."""
+    metric = _metric_fns(cfg["validation"])
+    if metric is None:
+        raise RuntimeError("fusionbench.metrics.score_batch is not available")
+    was = F.training
+    F.eval()
+    sums: dict[str, float] = {}
+    with torch.no_grad():
+        for i in data.val:
+            for k, v in _protocol_scores(F, data.pairs[i], metric, device).items():
+                sums[k] = sums.get(k, 0.0) + v
+    F.train(was)
+    return {k: v / max(len(data.val), 1) for k, v in sums.items()}
 
 
 def _metric_labels(vcfg: dict) -> list[str]:

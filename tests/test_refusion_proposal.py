@@ -318,3 +318,20 @@ def test_output_character_tells_blend_from_selection():
     assert c["mse_swap"] == 0
     m = output_character(torch.maximum(a, b), x)
     assert m["mse_max"] == 0 and m["one_source"] == 1.0 and m["mse_blend"] > 1e-3
+
+
+def test_validation_scores_reproduce_val_csv(tmp_path, pairs8, capsys):
+    """`python -m refusion.diagnostics WEIGHTS --validation RUN` scores any F on a run's validation split
+    as val.csv does: the exported final F gives val.csv's last metric row."""
+    from refusion.diagnostics import _character_main
+    from refusion.export import export
+
+    cfg = _cfg(tmp_path, train__scheduler="cosine")
+    assert _run("--data", pairs8, "--config", cfg, "--out", tmp_path / "run").exit_code == 0
+    export(tmp_path / "run", tmp_path / "f.pt", validate=False)
+    _character_main([str(tmp_path / "f.pt"), "--validation", str(tmp_path / "run")])
+    rows = list(csv.DictReader(capsys.readouterr().out.splitlines()))
+    val = list(csv.DictReader(open(tmp_path / "run" / "val.csv")))[-1]
+    assert len(rows) == 1 and rows[0]["pairs"] == "2"
+    for k in ("EN", "SD", "SF", "AG", "SCD", "SSIM"):
+        assert float(rows[0][k]) == pytest.approx(float(val[k]), rel=1e-5), k
