@@ -18,10 +18,11 @@ def pick_device(name: str = "auto"):
         raise UsageError(f"--device {name}: not a device (use auto, cpu, cuda or cuda:N)") from None
 
 
-def pick_dtype(name: str = "float32"):
+def pick_dtype(name: str = "auto"):
+    """``--dtype``: a torch dtype, or None for ``auto`` (each metric preset's own default precision)."""
     import torch
 
-    table = {"float32": torch.float32, "float64": torch.float64}
+    table = {"auto": None, "float32": torch.float32, "float64": torch.float64}
     if name not in table:
-        raise UsageError(f"--dtype {name}: use float32 or float64")
+        raise UsageError(f"--dtype {name}: use auto, float32 or float64")
     return table[name]

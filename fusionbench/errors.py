@@ -30,6 +30,15 @@ class SizeMismatchError(DataError):
     """Images that must share a size do not."""
 
 
+class MetricUndefinedError(DataError):
+    """A metric is not defined for this input as its reference computes it (the reference itself fails,
+    e.g. the CDDFuse evaluator's VIF on some images with a side under 41 pixels). ``metric`` names it."""
+
+    def __init__(self, message: str, metric: str = ""):
+        super().__init__(message)
+        self.metric = metric
+
+
 class UnknownNameError(UsageError, KeyError):
     """An unknown metric, preset, method or dataset name. The message includes suggestions."""
 

@@ -5,7 +5,9 @@ give one channel, colour files three (RGB order), whether or not their channels 
 handling is decided later, by the metric preset or the fusion method's protocol.
 
 16-bit images are scaled to 8 bit with ``round(v / 257)``, which maps 0..65535 onto 0..255
-exactly (65535 -> 255, 32896 -> 128). Alpha channels are dropped; palette images are expanded.
+exactly (65535 -> 255, 32896 -> 128), unless the caller keeps them (``sixteen_bit="keep"``: uint16
+pixels) to apply a reference's own rule later with :func:`to_8bit`. Alpha channels are dropped;
+palette images are expanded.
 """
 from __future__ import annotations
 
@@ -22,11 +24,39 @@ from .errors import DataError, ImageReadError, UsageError
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+#: how 16-bit pixels v become 8 bit: "round" = round(v / 257) (MATLAB ``im2uint8``, exact on 0..65535 onto
+#: 0..255); "shift" = v >> 8 (what ``cv2.imread`` returns for a 16-bit PNG read without ANYDEPTH)
+SIXTEEN_BIT_RULES = {"round": "round(v / 257)", "shift": "v >> 8"}
+
+
+def to_8bit(x, rule: str = "round"):
+    """16-bit pixels (a uint16 NumPy array or torch tensor, or any integer array of values 0..65535) to
+    uint8 by ``rule`` (see :data:`SIXTEEN_BIT_RULES`). 8-bit input is returned unchanged."""
+    if rule not in SIXTEEN_BIT_RULES:
+        raise UsageError(f"unknown 16-bit rule {rule!r}; use one of {', '.join(SIXTEEN_BIT_RULES)}")
+    if isinstance(x, np.ndarray):
+        if x.dtype == np.uint8:
+            return x
+        v = x.astype(np.int64)
+        return (v >> 8 if rule == "shift" else (2 * v + 257) // 514).astype(np.uint8)
+    import torch
+
+    if x.dtype == torch.uint8:
+        return x
+    v = x.to(torch.int32)
+    # floor(v / 257 + 1/2) = floor((2v + 257) / 514): no ties for integer v
+    return (v >> 8 if rule == "shift" else torch.div(2 * v + 257, 514, rounding_mode="floor")).to(torch.uint8)
+
+
+def read_image(path: str | os.PathLike, sixteen_bit: str = "round") -> np.ndarray:
     """Decode an image file to an (H, W, C) uint8 array, C = 1 or 3.
 
-    Raises :class:`ImageReadError` naming the file for anything that cannot be decoded.
+    16-bit grey files become 8 bit by ``sixteen_bit`` (a rule of :data:`SIXTEEN_BIT_RULES`), or stay
+    uint16 with ``sixteen_bit="keep"``. Raises :class:`ImageReadError` naming the file for anything
+    that cannot be decoded.
     """
+    if sixteen_bit != "keep" and sixteen_bit not in SIXTEEN_BIT_RULES:
+        raise UsageError(f"sixteen_bit={sixteen_bit!r}; use keep or one of {', '.join(SIXTEEN_BIT_RULES)}")
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -37,10 +67,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             im.load()
             mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-                arr = np.asarray(im, dtype=np.float64)
-                if mode == "I" and arr.max(initial=0) > 65535:
-                    raise ImageReadError(f"{path}: 32-bit integer image with values above 65535 is not supported")
-                arr = np.clip(np.floor(arr / 257.0 + 0.5), 0, 255).astype(np.uint8)[..., None]
+                arr = np.asarray(im, dtype=np.int64)
+                if mode == "I" and (arr.max(initial=0) > 65535 or arr.min(initial=0) < 0):
+                    raise ImageReadError(f"{path}: 32-bit integer image with values outside 0..65535 is not supported")
+                arr = arr.astype(np.uint16)[..., None]
+                if sixteen_bit != "keep":
+                    arr = to_8bit(arr, sixteen_bit)
             elif mode == "F":
                 raise ImageReadError(f"{path}: floating-point images are not supported; save as 8- or 16-bit")
             elif mode in ("L", "1"):

@@ -37,7 +37,7 @@ def dataset(tmp_path):
     """ir/, vi/, fused/ with three stems; sizes differ between stems; grey and colour mixed."""
     for d in ("ir", "vi", "fused"):
         (tmp_path / d).mkdir()
-    sizes = {"a1": (24, 32), "b2": (24, 32), "c3": (20, 28)}
+    sizes = {"a1": (48, 64), "b2": (48, 64), "c3": (44, 56)}
     for i, (stem, (h, w)) in enumerate(sizes.items()):
         write_image(tmp_path / "ir" / f"{stem}.png", _img(10 * i, h, w, 1))
         write_image(tmp_path / "vi" / f"{stem}.jpg", _img(10 * i + 1, h, w, 3))
@@ -148,7 +148,7 @@ def test_files_without_counterpart(dataset):
 
 def test_size_mismatch_names_files_and_sizes(dataset):
     write_image(dataset / "fused" / "b2.png", _img(5, 24, 30, 1))
-    err = _one_line_error(run(*_args(dataset, "--metrics", "EN")), 1, "b2", "30x24", "32x24", "--keep-going")
+    err = _one_line_error(run(*_args(dataset, "--metrics", "EN")), 1, "b2", "30x24", "64x48", "--keep-going")
     assert "fused" in err and "vi" in err
     res = run(*_args(dataset, "--metrics", "EN,SSIM", "--keep-going", quiet=False))
     assert res.exit_code == 1
@@ -196,8 +196,8 @@ def test_colour_grey_mixes_follow_the_preset(dataset):
 
 
 def test_constant_images_give_documented_values(dataset):
-    write_image(dataset / "fused" / "a1.png", np.full((24, 32, 1), 77, np.uint8))
-    write_image(dataset / "ir" / "a1.png", np.full((24, 32, 1), 77, np.uint8))
+    write_image(dataset / "fused" / "a1.png", np.full((48, 64, 1), 77, np.uint8))
+    write_image(dataset / "ir" / "a1.png", np.full((48, 64, 1), 77, np.uint8))
     res = run(*_args(dataset, "--metrics", "all", quiet=False))
     assert res.exit_code == 0, res.stderr
     vals = {r["metric"]: float(r["value"]) for r in _rows(res.stdout) if r["image"] == "a1"}

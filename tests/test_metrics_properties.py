@@ -48,8 +48,13 @@ shapes = st.tuples(st.integers(1, 3), st.sampled_from([1, 3]), st.integers(16, 4
 kinds = st.sampled_from(["noise", "smooth", "constant"])
 
 
-def _all(preset):
-    return parse_metrics("all", preset=preset)
+def _all(preset, h=None, w=None):
+    """Every metric of the preset; without VIF at sizes where the evaluator's VIF is undefined (it raises there,
+    see test_vif_small_sizes_follow_the_evaluator)."""
+    reqs = parse_metrics("all", preset=preset)
+    if h is not None and not FM.vif_defined(h, w):
+        reqs = [r for r in reqs if r.metric.name != "VIF"]
+    return reqs
 
 
 @pytest.mark.parametrize("preset", AVAILABLE)
@@ -60,7 +65,7 @@ def test_batch_equals_items(preset, seed, shape, kf, ka, kb, ca):
     f = _images(seed, n, c, h, w, kf)
     a = _images(seed + 1, n, ca, h, w, ka)
     b = _images(seed + 2, n, 3, h, w, kb)
-    reqs = _all(preset)
+    reqs = _all(preset, h, w)
     whole = score_batch(f, a, b, reqs, dtype=torch.float64)
     for i in range(n):
         one = score_batch(f[i: i + 1], a[i: i + 1], b[i: i + 1], reqs, dtype=torch.float64)
@@ -100,7 +105,7 @@ def test_two_source_metrics_are_symmetric(preset, seed, shape, ka, kb):
     f = _images(seed, n, c, h, w, "smooth")
     a = _images(seed + 1, n, c, h, w, ka)
     b = _images(seed + 2, n, c, h, w, kb)
-    reqs = [r for r in _all(preset) if r.metric.needs_sources]
+    reqs = [r for r in _all(preset, h, w) if r.metric.needs_sources]
     ab = score_batch(f, a, b, reqs, dtype=torch.float64)
     ba = score_batch(f, b, a, reqs, dtype=torch.float64)
     for k in ab:
@@ -115,7 +120,7 @@ def test_constant_images_never_nan(preset, seed, shape, which, dtype):
     n, c, h, w = shape
     f, a, b = (_images(seed + i, n, c, h, w, "constant" if (r in which or which == "all") else "smooth")
                for i, r in enumerate("fab"))
-    out = score_batch(f, a, b, _all(preset), dtype=dtype)
+    out = score_batch(f, a, b, _all(preset, h, w), dtype=dtype)
     for k, v in out.items():
         assert not torch.isnan(v).any(), f"{preset} {k} gives NaN for constant {which}: {v}"
         if not k.startswith("PSNR"):
@@ -127,7 +132,7 @@ def test_constant_images_never_nan(preset, seed, shape, which, dtype):
 def test_float32_close_to_float64(seed, shape, kind):
     n, c, h, w = shape
     f, a, b = (_images(seed + i, n, c, h, w, kind) for i in range(3))
-    reqs = _all("cddfuse")
+    reqs = _all("cddfuse", h, w)
     lo = score_batch(f, a, b, reqs, dtype=torch.float32)
     hi = score_batch(f, a, b, reqs, dtype=torch.float64)
     for k in lo:
@@ -136,8 +141,8 @@ def test_float32_close_to_float64(seed, shape, kind):
 
 
 def test_documented_degenerate_values():
-    x = torch.full((1, 1, 32, 32), 100, dtype=torch.uint8)
-    y = _images(3, 1, 1, 32, 32, "smooth")
+    x = torch.full((1, 1, 48, 48), 100, dtype=torch.uint8)
+    y = _images(3, 1, 1, 48, 48, "smooth")
     out = score_batch(y, x, x, "SCD,CC,VIF,Qabf,MI", dtype=torch.float64)
     assert out["SCD"].item() == 0.0 and out["CC"].item() == 0.0 and out["MI"].item() == 0.0
     assert out["VIF"].item() == 2.0  # each constant source contributes 1
@@ -149,7 +154,7 @@ def test_documented_degenerate_values():
 
 
 def test_functional_api_matches_preset():
-    f, a, b = (_images(s, 2, 1, 24, 30, "smooth") for s in range(3))
+    f, a, b = (_images(s, 2, 1, 44, 50, "smooth") for s in range(3))
     out = score_batch(f, a, b, "EN,SD,SF,AG,SCD,MI,CC,MSE,PSNR,VIF,Qabf", dtype=torch.float64)
     ff, fa, fb = (t.double() for t in (f, a, b))
     for name, fn in [("EN", lambda: FM.entropy(ff)), ("SD", lambda: FM.standard_deviation(ff)),

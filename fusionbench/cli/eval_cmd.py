@@ -102,7 +102,8 @@ def _known(label: str) -> bool:
 @click.option("--results", "results", multiple=True, metavar="NAME=DIR", help="Outputs of a method made elsewhere; repeatable.")
 @click.option("--out", "out", type=click.Path(), help="Run folder. Default: results/<dataset(s)>.")
 @click.option("--device", default="auto", show_default=True)
-@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]))
+@click.option("--dtype", default="auto", show_default=True, type=click.Choice(["auto", "float32", "float64"]),
+              help="Arithmetic precision of the metrics; auto: each preset's own (cddfuse float32, vifb float64).")
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1))
 @click.option("--weights", "weights_path", type=click.Path(exists=True), help="Folder laid out <method>/<file> searched first.")
 @click.option("--no-figures", is_flag=True, help="Write tables only.")

@@ -7,8 +7,8 @@ table of means go to stderr.
 Bad input: a missing folder is a usage error (exit 2); an empty folder, files without a
 counterpart (unless ``--skip-missing``), size mismatches and undecodable files are data errors
 (exit 1). With ``--keep-going`` the images that can be scored are scored and written, the bad
-files are listed, and the exit code is 1. 16-bit images are scaled to 8 bit with round(v / 257);
-grey and colour files can be mixed (each preset converts them its own way); constant images get
+files are listed, and the exit code is 1. 16-bit images are scaled to 8 bit as each preset's
+reference reads them (cddfuse: v >> 8 as cv2.imread; vifb: round(v / 257) as MATLAB im2uint8); grey and colour files can be mixed (each preset converts them its own way); constant images get
 the documented values listed by ``fusionbench metrics --json``.
 """
 from __future__ import annotations
@@ -31,8 +31,8 @@ def _fmt(v: float) -> str:
 @click.option("--preset", default="cddfuse", show_default=True, metavar="NAME",
               help="Reference conventions: cddfuse (CDDFuse evaluator) or vifb (VIFB MATLAB).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--dtype", default="float32", show_default=True, type=click.Choice(["float32", "float64"]),
-              help="Arithmetic precision of the metrics.")
+@click.option("--dtype", default="auto", show_default=True, type=click.Choice(["auto", "float32", "float64"]),
+              help="Arithmetic precision of the metrics; auto: each preset's own (cddfuse float32, vifb float64).")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1),
               help="Images scored together (same size); at most workers + 1 batches are in memory.")
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None, metavar="CSV",
@@ -47,8 +47,8 @@ def score(ir, vi, fused, metrics, preset, device, dtype, batch_size, out, skip_m
 
     Files are paired by stem (png, jpg, bmp, tif). Exit codes: 0 ok, 1 data problem (empty
     folder, files without counterpart, size mismatch, unreadable file), 2 usage error. With
-    --keep-going the good images are still written. 16-bit files are scaled to 8 bit with
-    round(v / 257); grey and colour files may be mixed (each preset converts them its own way);
+    --keep-going the good images are still written. 16-bit files are scaled to 8 bit as the
+    preset's reference reads them (cddfuse: v >> 8, as cv2.imread; vifb: round(v / 257)); grey and colour files may be mixed (each preset converts them its own way);
     constant images get the documented values of `fusionbench metrics --json`.
     """
     from ..device import pick_device, pick_dtype
@@ -124,7 +124,9 @@ def _print_means(requests, values) -> None:
         vs = [v[r.label] for v in values.values()]
         finite = [x for x in vs if math.isfinite(x)]
         mean = sum(vs) / n if len(finite) == n else (sum(finite) / len(finite) if finite else float("nan"))
-        extra = "" if len(finite) == n else f" ({n - len(finite)} infinite left out)"
+        n_inf, n_nan = sum(math.isinf(x) for x in vs), sum(math.isnan(x) for x in vs)
+        left = [f"{k} {what}" for k, what in ((n_inf, "infinite"), (n_nan, "undefined")) if k]
+        extra = f" ({', '.join(left)} left out)" if left else ""
         rows.append((r.label, f"{mean:.6g}{extra}", r.metric.direction))
     w0 = max(len("metric"), *(len(r[0]) for r in rows))
     w1 = max(len("mean"), *(len(r[1]) for r in rows))

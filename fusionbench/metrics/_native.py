@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ._native_src import C_SOURCE
 
-ABI_VERSION = 6
+ABI_VERSION = 7
 CFLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fno-math-errno", "-fPIC", "-shared", "-std=gnu99"]
 
 #: output slots of fb_cddfuse_core, in order

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import MetricUndefinedError
+
 __all__ = [
     "check_nchw",
     "entropy",
@@ -391,6 +393,44 @@ def _window_sum_valid(x: Tensor, k: int, dim: int) -> Tensor:
 # --------------------------------------------------------------------------------------------
 # VIF (pixel domain, Sheikh & Bovik), as in the CDDFuse evaluator
 # --------------------------------------------------------------------------------------------
+def vif_defined(h: int, w: int, scales: int = 4) -> bool:
+    """Whether the CDDFuse evaluator's VIF (:func:`vif`) has a value for h x w images: False where one of its
+    'valid' filterings meets a map smaller than the window on one side only (scipy raises there). True
+    for every size with both sides >= 41."""
+    def fits(h: int, w: int, k: int) -> bool:
+        return (h >= k and w >= k) or (h <= k and w <= k)
+
+    for s in range(1, scales + 1):
+        k = 2 ** (scales + 1 - s) + 1
+        if s > 1:  # filter and keep every second sample: the map the scale's statistics are taken on
+            if not fits(h, w, k):
+                return False
+            h, w = (abs(h - k) + 2) // 2, (abs(w - k) + 2) // 2
+        if not fits(h, w, k):
+            return False
+    return True
+
+
+def _scipy_valid_operand(x: Tensor, k: int, offset: Tensor, scale: int) -> Tensor:
+    """The map that ``scipy.signal.convolve2d(x, window, 'valid')`` effectively filters, for a k x k window.
+
+    When x is at least k on both sides this is x. When it is at most k on both sides scipy swaps the
+    operands: the result has (k - h + 1) x (k - w + 1) samples, the sums of x against every placement
+    of x inside the window, which is the ordinary 'valid' filtering of x zero-padded by k - h rows
+    and k - w columns on each side (zeros of the uncentred image: ``-offset`` here). When one side is
+    smaller and the other larger scipy raises, and so does this (:class:`MetricUndefinedError`).
+    """
+    h, w = x.shape[-2:]
+    if h >= k and w >= k:
+        return x
+    if h <= k and w <= k:
+        return F.pad(x + offset, (k - w, k - w, k - h, k - h)) - offset
+    raise MetricUndefinedError(
+        f"VIF is undefined for this image size: at scale {scale} its {w}x{h} map is smaller than the {k}x{k} window "
+        f"on one side only, where the CDDFuse evaluator's convolve2d(..., 'valid') raises (every image with both "
+        f"sides >= 41 px has a VIF)", metric="VIF")
+
+
 def _vifp_terms(ref: Tensor, dist: Tensor, sigma_nsq: float = 2.0, eps: float = 1e-10, scales: int = 4):
     """Numerator and denominator sums of VIFp (natural log): ref (K, M, 1, H, W), dist (M, 1, H, W).
 
@@ -399,23 +439,24 @@ def _vifp_terms(ref: Tensor, dist: Tensor, sigma_nsq: float = 2.0, eps: float = 
     k, m = ref.shape[:2]
     dist = dist.unsqueeze(0)
     # Variances and covariances do not depend on a constant offset; centring each image on its
-    # own mean keeps E[x^2] - E[x]^2 as accurate as possible.
-    ref = ref - ref.mean((-2, -1), keepdim=True)
-    dist = dist - dist.mean((-2, -1), keepdim=True)
+    # own mean keeps E[x^2] - E[x]^2 as accurate as possible. (The offsets are kept: a map padded
+    # with the reference's zeros is padded with -offset here.)
+    m_ref, m_dist = ref.mean((-2, -1), keepdim=True), dist.mean((-2, -1), keepdim=True)
+    ref, dist = ref - m_ref, dist - m_dist
     num = ref.new_zeros(k, m)
     den = ref.new_zeros(k, m)
     for s in range(1, scales + 1):  # the four scales, not a loop over images or pixels
         size = 2 ** (scales + 1 - s) + 1
         taps = _gaussian_1d(size, size / 5.0)
         if s > 1:
-            ref, dist = _sep_valid(ref, taps, 2), _sep_valid(dist, taps, 2)
-        if ref.shape[-1] < size or ref.shape[-2] < size:
-            break  # this scale and all further ones are empty: their sums are 0
-        mu1, mu2 = _sep_valid(ref, taps), _sep_valid(dist, taps)
-        s1 = _sep_valid(ref * ref, taps).addcmul_(mu1, mu1, value=-1).clamp_min_(0)
-        s2 = _sep_valid(dist * dist, taps).addcmul_(mu2, mu2, value=-1).clamp_min_(0)
-        s12 = _sep_valid(ref * dist, taps).sub_(mu1 * mu2)
-        del mu1, mu2
+            ref, dist = _sep_valid(_scipy_valid_operand(ref, size, m_ref, s), taps, 2), \
+                _sep_valid(_scipy_valid_operand(dist, size, m_dist, s), taps, 2)
+        ref_w, dist_w = _scipy_valid_operand(ref, size, m_ref, s), _scipy_valid_operand(dist, size, m_dist, s)
+        mu1, mu2 = _sep_valid(ref_w, taps), _sep_valid(dist_w, taps)
+        s1 = _sep_valid(ref_w * ref_w, taps).addcmul_(mu1, mu1, value=-1).clamp_min_(0)
+        s2 = _sep_valid(dist_w * dist_w, taps).addcmul_(mu2, mu2, value=-1).clamp_min_(0)
+        s12 = _sep_valid(ref_w * dist_w, taps).sub_(mu1 * mu2)
+        del mu1, mu2, ref_w, dist_w
         # The reference's masking sequence reduces to: the information term counts only where
         # s1 >= eps, s2 >= eps and g = s12 / (s1 + eps) > 0 (elsewhere g is set to 0, so the term
         # is log(1 + 0) = 0 whatever sv is); there sv = max(s2 - g * s12, eps); and s1 < eps
@@ -440,6 +481,11 @@ def vifp_pair(ref: Tensor, dist: Tensor, sigma_nsq: float = 2.0) -> Tensor:
     all scales divided by the sum of log(1 + s1/sigma_n^2). When the denominator is 0 (constant
     reference) the value is 1, as the reference code returns for its NaN.
 
+    Images with a side under 41 px reach a scale whose map is smaller than the window; the reference's
+    ``scipy.signal.convolve2d(..., 'valid')`` then swaps its operands when the map is smaller on both
+    sides (reproduced, see :func:`_scipy_valid_operand`) and raises when on one side only (so does
+    this: :class:`~fusionbench.errors.MetricUndefinedError`).
+
     The local statistics are always computed in float64 (the result is returned in the input
     dtype): the reference thresholds variances at 1e-10, far below float32 resolution of
     E[x^2] - E[x]^2 on 0..255 data, and float32 statistics were measured to move VIF by up to 8e-4.
@@ -455,7 +501,9 @@ def vif(fused: Tensor, a: Tensor, b: Tensor, sigma_nsq: float = 2.0) -> Tensor:
 
     This is what the CDDFuse evaluator calls VIFF (it is VIFp, not Han et al.'s fusion VIFF);
     see :func:`vifp_pair` (statistics in float64 whatever the input dtype). A constant source
-    contributes 1 (the reference's NaN -> 1).
+    contributes 1 (the reference's NaN -> 1) on images with both sides >= 41 px; on smaller ones the
+    reference's operand swap zero-pads the image, so a constant is no longer constant there. Sizes where
+    the reference raises raise :class:`~fusionbench.errors.MetricUndefinedError` (see :func:`vif_defined`).
 
     >>> x = torch.rand(1, 1, 80, 80, generator=torch.Generator().manual_seed(0)) * 255
     >>> round(vif(x, x, x).item(), 6)

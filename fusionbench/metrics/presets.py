@@ -56,6 +56,23 @@ class Preset:
     #: None means "not applicable here", use ``prepare``
     native: Callable | None = None
     native_metrics: frozenset = frozenset()
+    #: how the reference reads a 16-bit file as 8 bit (a rule of :data:`fusionbench.io.SIXTEEN_BIT_RULES`)
+    sixteen_bit: str = "round"
+    #: metric name -> its own ``prepare`` where the reference prepares that metric's inputs differently
+    prepare_variants: dict = field(default_factory=dict)
+    #: precision used when none is asked for: the lowest that reproduces the reference to README's stated
+    #: precision on every golden value ("float32" or "float64")
+    default_dtype: str = "float32"
+
+    @property
+    def dtype(self):
+        import torch
+
+        return getattr(torch, self.default_dtype)
+
+    def prepare_for(self, metric: str) -> Callable:
+        """The colour preparation of ``metric`` under this preset."""
+        return self.prepare_variants.get(metric, self.prepare)
 
 
 def _load_cddfuse() -> Preset:
@@ -65,7 +82,8 @@ def _load_cddfuse() -> Preset:
     return Preset(
         "cddfuse", cddfuse.REFERENCE,
         "grey replicated to 3 channels; float32 BT.601 luma (OpenCV order), rounded half to even; one image",
-        cddfuse.prepare_cddfuse, impls, native=cddfuse.native_cddfuse, native_metrics=cddfuse.NATIVE_METRICS)
+        cddfuse.prepare_cddfuse, impls, native=cddfuse.native_cddfuse, native_metrics=cddfuse.NATIVE_METRICS,
+        sixteen_bit="shift")  # cv2.imread(path) of a 16-bit PNG: v >> 8
 
 
 # metrics VIFB's MATLAB code computes; anything else the vifb module offers is an extension
@@ -118,7 +136,8 @@ def _load_vifb() -> Preset:
             impls[name] = Implementation(fn, f"extension: {what}, computed per R, G, B channel and averaged "
                                              "(VIFB's colour convention); VIFB's MATLAB code has no such metric")
     return Preset("vifb", getattr(vifb, "REFERENCE", _VIFB_REFERENCE), getattr(vifb, "COLOUR", _VIFB_COLOUR),
-                  prepare, impls)
+                  prepare, impls, sixteen_bit="round", prepare_variants=dict(getattr(vifb, "VIFB_PREPARE_VARIANTS", {})),
+                  default_dtype="float64")  # MATLAB's double; float32 misses the 5th digit on 9 of 2184 values  # MATLAB im2uint8 of uint16: round(v / 257)
 
 
 _LOADERS = {"cddfuse": _load_cddfuse, "vifb": _load_vifb}

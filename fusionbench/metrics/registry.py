@@ -70,7 +70,8 @@ _TABLE = [
      "a correlation with a constant image (or constant difference) counts as 0"),
     ("VIF", ("VIFF", "VIFp"), True, True,
      "visual information fidelity (pixel-domain VIFp, 4 scales), VIF(A->F) + VIF(B->F)",
-     "a constant source contributes 1 (the reference turns its NaN into 1)"),
+     "a constant source contributes 1 (the reference turns its NaN into 1); images with a side under 41 px: "
+     "as the evaluator's zero-padded operand swap, or undefined (NaN, noted) where the evaluator raises"),
     ("Qabf", ("QAB/F", "Q_abf"), True, True,
      "Xydeas-Petrovic gradient-based edge preservation Q^{AB/F}",
      "0 when neither source has any gradient"),

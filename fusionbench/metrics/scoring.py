@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import FusionBenchError, ImageReadError, SizeMismatchError
+from ..errors import FusionBenchError, ImageReadError, MetricUndefinedError, SizeMismatchError
+from ..io import SIXTEEN_BIT_RULES, to_8bit
 from .presets import get_preset
 from .registry import MetricRequest, parse_metrics
 
@@ -102,12 +103,17 @@ def _check_batch(fused: Tensor, a: Tensor, b: Tensor) -> None:
         raise SizeMismatchError(f"images of {w}x{h} pixels are too small to score (at least {MIN_SIZE}x{MIN_SIZE})")
 
 
-def score_batch(fused: Tensor, a: Tensor, b: Tensor, requests, dtype=torch.float32,
+def score_batch(fused: Tensor, a: Tensor, b: Tensor, requests, dtype: torch.dtype | None = None,
                 preset: str | None = None, chunk_pixels: int | None = None, workers: int = 1) -> dict[str, Tensor]:
     """Score a batch of same-size images: ``{label: Tensor (N,)}`` in ``dtype`` on the input device.
 
+    ``dtype`` None (the default) computes each metric in its preset's default precision
+    (``Preset.default_dtype``: cddfuse float32, vifb float64, the lowest that reproduces each reference).
+
     ``fused``, ``a``, ``b``: uint8 (or integer-valued float) tensors (N, 1|3, H, W) as decoded by
-    :func:`fusionbench.io.read_image`; the channel counts may differ between the three. ``requests``
+    :func:`fusionbench.io.read_image`; the channel counts may differ between the three. uint16 tensors
+    are 16-bit images: each preset turns them into 8 bit as its reference reads such a file
+    (``Preset.sixteen_bit``: cddfuse ``v >> 8`` as ``cv2.imread``, vifb ``round(v / 257)``). ``requests``
     is a list of :class:`~fusionbench.metrics.registry.MetricRequest` (from
     :func:`~fusionbench.metrics.parse_metrics`) or a spec string such as ``"EN,SD,SSIM@vifb"``
     (then ``preset`` is the run preset, default ``cddfuse``). Each preset involved prepares the
@@ -137,8 +143,9 @@ def score_batch(fused: Tensor, a: Tensor, b: Tensor, requests, dtype=torch.float
         if not p.available:
             raise FusionBenchError(f"preset {p.name!r} is not available: {p.unavailable_reason}")
         presets.append((p, rs))
-    # requests a preset's native kernel computes straight from the decoded images (CPU uint8)
-    native_ok = fused.device.type == "cpu" and all(t.dtype == torch.uint8 for t in (fused, a, b))
+    # requests a preset's native kernel computes straight from the decoded images (CPU uint8; 16-bit
+    # images are made 8 bit first, by each preset's rule)
+    native_ok = fused.device.type == "cpu" and all(t.dtype in (torch.uint8, torch.uint16) for t in (fused, a, b))
     all_native = native_ok and all(p.native is not None and r.metric.name in p.native_metrics
                                    for p, rs in presets for r in rs)
     if chunk_pixels is None:
@@ -154,24 +161,29 @@ def score_batch(fused: Tensor, a: Tensor, b: Tensor, requests, dtype=torch.float
             torch.set_num_threads(1)  # this worker thread only (OpenMP settings are per thread)
         res = {}
         with torch.inference_mode():
-            fc, ac, bc = fused[i: i + step], a[i: i + step], b[i: i + step]
+            chunk = fused[i: i + step], a[i: i + step], b[i: i + step]
             for p, rs in presets:
+                fc, ac, bc = (to_8bit(t, p.sixteen_bit) if t.dtype == torch.uint16 else t for t in chunk)
                 rest = rs
+                pdt = dtype if dtype is not None else p.dtype
                 if native_ok and p.native is not None:
-                    got = p.native(fc, ac, bc, [r.metric.name for r in rs if r.metric.name in p.native_metrics], dtype)
+                    got = p.native(fc, ac, bc, [r.metric.name for r in rs if r.metric.name in p.native_metrics], pdt)
                     if got:
                         for r in rs:
                             if r.metric.name in got:
-                                res[r.label] = got[r.metric.name].to(dtype)
+                                res[r.label] = got[r.metric.name].to(pdt)
                         rest = [r for r in rs if r.label not in res]
                 if not rest:
                     continue
                 # e.g. channels-last views of decoded arrays (no-op for contiguous tensors)
                 fc, ac, bc = fc.contiguous(), ac.contiguous(), bc.contiguous()
-                f2, a2, b2 = p.prepare(fc, ac, bc, dtype)  # colour preparation once per preset
+                prepared = {}  # colour preparation once per preset (and per variant some metrics use)
                 for r in rest:
-                    res[r.label] = r.implementation.fn(f2, a2, b2).to(dtype)
-                del f2, a2, b2
+                    prep = p.prepare_for(r.metric.name)
+                    if prep not in prepared:
+                        prepared[prep] = prep(fc, ac, bc, pdt)
+                    res[r.label] = r.implementation.fn(*prepared[prep]).to(pdt)
+                del prepared
         return res
 
     starts = list(range(0, n, step))  # cache-sized chunks of the batch; each is scored vectorised
@@ -312,7 +324,8 @@ def probe_image(path: Path) -> _Probe:
 
 
 def _decode(path: Path) -> np.ndarray:
-    """:func:`fusionbench.io.read_image`, without its copies for plain 8-bit RGB and grey files.
+    """:func:`fusionbench.io.read_image` (16-bit files kept as uint16), without its copies for plain 8-bit
+    RGB and grey files.
 
     Pillow's ``np.asarray(im)`` repacks RGBX to RGB through ``tobytes`` (about as costly as
     decoding the JPEG). Pillow >= 11.2 exports the decoded pixels through the Arrow C data
@@ -327,7 +340,7 @@ def _decode(path: Path) -> np.ndarray:
         arr = _decode_view(path)
     except Exception:  # noqa: BLE001 - the general path reports the problem properly
         arr = None
-    return arr if arr is not None else read_image(path)
+    return arr if arr is not None else read_image(path, sixteen_bit="keep")  # 16-bit: each preset's rule
 
 
 def _pixels(im) -> np.ndarray:
@@ -423,9 +436,9 @@ def _score_chunk(chunk, reqs, device, dtype, want_notes: bool):
         except FusionBenchError as e:
             results.append((stem, None, str(e)))
             continue
-        key = tuple(x.shape for x in arrs)
-        if len({sh[:2] for sh in key}) > 1:  # header and pixels disagree: trust the pixels
-            results.append((stem, None, f"size mismatch for {stem!r}: decoded sizes {[sh[:2] for sh in key]}"))
+        key = tuple((x.shape, x.dtype.str) for x in arrs)
+        if len({sh[:2] for sh, _ in key}) > 1:  # header and pixels disagree: trust the pixels
+            results.append((stem, None, f"size mismatch for {stem!r}: decoded sizes {[sh[:2] for sh, _ in key]}"))
             continue
         good.setdefault(key, []).append((stem, arrs))
     for items in good.values():
@@ -441,12 +454,22 @@ def _score_chunk(chunk, reqs, device, dtype, want_notes: bool):
         if want_notes:
             for j, role in enumerate(("fused", "a", "b")):
                 flat = tensors[j].flatten(1)
+                flat = flat.to(torch.int32) if flat.dtype == torch.uint16 else flat  # (no uint16 amax on CPU)
                 for st, const in zip(stems, (flat.amax(1) == flat.amin(1)).tolist()):
                     if const:
                         notes.append((st, f"constant {role} image (metrics take their documented values; "
                                           "see `fusionbench metrics --json`)"))
         try:
-            vals = score_batch(*tensors, reqs, dtype=dtype)
+            try:
+                vals = score_batch(*tensors, reqs, dtype=dtype)
+            except MetricUndefinedError:  # one metric is undefined at this size: the others still count
+                vals = {}
+                for r in reqs:
+                    try:
+                        vals.update(score_batch(*tensors, [r], dtype=dtype))
+                    except MetricUndefinedError as e:
+                        vals[r.label] = torch.full((len(stems),), float("nan"), dtype=torch.float64)
+                        notes += [(st, f"{r.label} left undefined (NaN): {e}") for st in stems] if want_notes else []
         except FusionBenchError as e:
             results += [(st, None, f"{st}: {e}") for st in stems]
             continue
@@ -455,7 +478,7 @@ def _score_chunk(chunk, reqs, device, dtype, want_notes: bool):
     return results, notes
 
 
-def score_files(triples: Iterable[tuple], requests, device=None, dtype=torch.float32, batch_size: int = 16,
+def score_files(triples: Iterable[tuple], requests, device=None, dtype: torch.dtype | None = None, batch_size: int = 16,
                 progress: bool = True, label: str = "scoring", preset: str | None = None,
                 workers: int | None = None, on_note: Callable[[str, str], None] | None = None,
                 decode_cache: DecodeCache | None = None) -> Iterator[tuple[str, dict | None, str | None]]:
@@ -480,6 +503,8 @@ def score_files(triples: Iterable[tuple], requests, device=None, dtype=torch.flo
     if cpu:
         tune_allocator()
     triples = [(str(s), Path(f), Path(a), Path(b)) for s, f, a, b in triples]
+    rules = OrderedDict((r.preset, get_preset(r.preset).sixteen_bit) for r in reqs)
+    rule16 = " / ".join(f"{SIXTEEN_BIT_RULES[rule]} ({name})" for name, rule in rules.items())
     batches: OrderedDict[tuple, list] = OrderedDict()
     errors: list[tuple[str, str]] = []
     probes: dict[Path, _Probe] = {}
@@ -501,7 +526,7 @@ def score_files(triples: Iterable[tuple], requests, device=None, dtype=torch.flo
         if on_note is not None:
             for role, q in zip(("fused", "a", "b"), (pf, pa, pb)):
                 if q.sixteen_bit:
-                    on_note(stem, f"16-bit {role} image scaled to 8 bit with round(v / 257)")
+                    on_note(stem, f"16-bit {role} image scaled to 8 bit with {rule16}")
         batches.setdefault((pf.h, pf.w, pf.c, pa.c, pb.c), []).append((stem, fp, ap, bp))
     chunks = [items[i: i + batch_size] for items in batches.values() for i in range(0, len(items), batch_size)]
 

@@ -13,8 +13,9 @@ metric is computed per channel k with channel k of each source (a one-channel so
 every k) and the channel results are averaged with equal weights. SF is the exception (the
 channels are laid side by side as one H x 3W matrix, MATLAB's 2-D view of an H x W x 3 array);
 EI averages over all pixels of all channels, which is the same as the channel mean. When the
-fused image has one channel, RGB sources are converted with MATLAB ``rgb2gray`` on uint8
-(rounded) by :func:`prepare_vifb`.
+fused image has one channel, RGB sources are converted with MATLAB ``rgb2gray`` by
+:func:`prepare_vifb`: on uint8 (rounded) for most metrics, on double (unrounded) for PSNR, RMSE and
+Qabf, following each metric's code (:data:`VIFB_PREPARE_VARIANTS`).
 
 Every two-source metric here is symmetric in the two sources (MI and SSIM are sums, CE, PSNR
 and RMSE means, Qabf, Qcb and Qcv symmetric weighted forms), so VIFB's (visible, infrared) order
@@ -32,7 +33,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..color import luma_matlab_u8
+from ..color import MATLAB_GRAY, luma, luma_matlab_u8
 from ..errors import DataError, SizeMismatchError
 from . import _kernels_vifb as K
 
@@ -68,7 +69,8 @@ def _to_float(x: Tensor, dtype: torch.dtype) -> Tensor:
     return x.to(dtype)
 
 
-def prepare_vifb(fused_u8: Tensor, a_u8: Tensor, b_u8: Tensor, dtype: torch.dtype = torch.float64):
+def prepare_vifb(fused_u8: Tensor, a_u8: Tensor, b_u8: Tensor, dtype: torch.dtype = torch.float64,
+                 grey: str = "rounded"):
     """Bring decoded images to VIFB's colour convention: ``(f, a, b)`` float 0..255, equal channels.
 
     Inputs are uint8 (or integer-valued) tensors (N, C, H, W), C in {1, 3}, as decoded from the
@@ -76,9 +78,13 @@ def prepare_vifb(fused_u8: Tensor, a_u8: Tensor, b_u8: Tensor, dtype: torch.dtyp
 
     * fused with 3 channels: a 1-channel source is repeated to 3 channels (VIFB uses the whole
       single-channel image with every fused channel); 3-channel sources are kept.
-    * fused with 1 channel: 3-channel sources go through MATLAB ``rgb2gray`` on uint8 (weighted
-      sum rounded half away from zero).
+    * fused with 1 channel: 3-channel sources go through MATLAB ``rgb2gray``: with ``grey="rounded"``
+      on uint8 (weighted sum rounded half away from zero: VIFB's CE, MI, SSIM, whose code converts
+      the uint8 image), with ``grey="exact"`` on double, unrounded (VIFB's PSNR, RMSE and Qabf, whose
+      code calls ``double`` first); see :data:`VIFB_PREPARE_VARIANTS`.
     """
+    if grey not in ("rounded", "exact"):
+        raise ValueError(f"grey={grey!r}; use 'rounded' or 'exact'")
     for name, t in (("fused", fused_u8), ("a", a_u8), ("b", b_u8)):
         if t.ndim != 4 or t.shape[1] not in (1, 3):
             raise DataError(f"vifb metrics: {name} must be (N, 1|3, H, W), got {tuple(t.shape)}")
@@ -97,7 +103,8 @@ def prepare_vifb(fused_u8: Tensor, a_u8: Tensor, b_u8: Tensor, dtype: torch.dtyp
                 t = t.expand(-1, 3, -1, -1)
         else:
             if t.shape[1] == 3:
-                t = luma_matlab_u8(t)
+                # (float64 arithmetic either way, as MATLAB's; only the result goes to dtype)
+                t = luma_matlab_u8(t) if grey == "rounded" else luma(t.to(torch.float64), MATLAB_GRAY)
             t = _to_float(t, dtype)
         out.append(t)
     return f, out[0], out[1]
@@ -340,8 +347,16 @@ def qcb(f: Tensor, a: Tensor, b: Tensor) -> Tensor:
     Degenerate points, where MATLAB would give NaN, are defined: contrast 0 where G2*x == 0
     (an all-zero neighbourhood, e.g. a constant image), preservation 1 where both masked contrasts
     are 0, saliency weights 1/2 each where both sources have masked contrast 0.
+
+    Computed in float64 whatever the input dtype (the result is returned in it): the local contrast
+    is a ratio of Gaussian sums that are tiny in dark areas, and float32 moved Qcb by up to 44 % on
+    medical images (0.5 % on natural ones). On large exactly-black areas the value depends on
+    round-off even in float64 (Octave and this differ by ~4 % on such medical images): the reference
+    itself is ill-conditioned there.
     """
     _check(f, a, b)
+    out_dtype = f.dtype
+    f, a, b = (_to_float(t, torch.float64) for t in (f, a, b))
     sd, kernels = _qcb_filters(*f.shape[-2:])
     cf = _qcb_masked_contrast(f, sd, kernels)
     c1 = _qcb_masked_contrast(K.compact(a), sd, kernels)
@@ -363,7 +378,7 @@ def qcb(f: Tensor, a: Tensor, b: Tensor) -> Tensor:
         torch.minimum(cs, cf, out=lo)
         torch.maximum(cs, cf, out=hi)
         q.addcmul_(lo.div_(hi).nan_to_num_(nan=1.0), lam)
-    return q.mean((-2, -1)).mean(1)
+    return q.mean((-2, -1)).mean(1).to(out_dtype)
 
 
 def qcv(f: Tensor, a: Tensor, b: Tensor) -> Tensor:
@@ -439,10 +454,20 @@ VIFB_METRICS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
     "Qcv": qcv,
 }
 
+def _prepare_exact_grey(fused_u8: Tensor, a_u8: Tensor, b_u8: Tensor, dtype: torch.dtype = torch.float64):
+    return prepare_vifb(fused_u8, a_u8, b_u8, dtype, grey="exact")
+
+
+#: metrics whose VIFB code prepares the sources differently from :func:`prepare_vifb`'s default:
+#: metric -> prepare function (only a single-channel fused image with a colour source is affected)
+VIFB_PREPARE_VARIANTS: dict[str, Callable] = {"PSNR": _prepare_exact_grey, "RMSE": _prepare_exact_grey,
+                                             "Qabf": _prepare_exact_grey}
+
 VIFB_HIGHER_IS_BETTER: dict[str, bool] = {k: k not in ("CE", "RMSE", "Qcv") for k in VIFB_METRICS}
 
 _REF = "reference: matches VIFB's MATLAB values (vifb_matlab.csv, 8 methods x 21 images) to their 5 significant digits"
-_GREY = ("; single-channel fused image: sources via rounded uint8 rgb2gray")
+_GREY = "; single-channel fused image: colour sources via rgb2gray on uint8 (rounded), as VIFB's code"
+_GREY_EXACT = "; single-channel fused image: colour sources via rgb2gray on double (unrounded), as VIFB's code"
 
 VIFB_NOTES: dict[str, str] = {
     "EN": _REF + " (bits, per-channel mean)",
@@ -453,13 +478,10 @@ VIFB_NOTES: dict[str, str] = {
     "CE": _REF + " (KL divergence in bits, mean over sources)" + _GREY,
     "MI": _REF + " (nats, min-max stretch + round half away, sum over sources; constant image -> zeros)"
           + _GREY,
-    "PSNR": _REF + " (e = ||S-F||/(H*W), 20 log10(255/sqrt(e)); +inf if F equals both sources)"
-            + "; single-channel fused image: extension: VIFB's PSNR would use unrounded rgb2gray there",
-    "RMSE": _REF + " (e = ||S-F||/(H*W), mean over sources)"
-            + "; single-channel fused image: extension: VIFB would use unrounded rgb2gray there",
+    "PSNR": _REF + " (e = ||S-F||/(H*W), 20 log10(255/sqrt(e)); +inf if F equals both sources)" + _GREY_EXACT,
+    "RMSE": _REF + " (e = ||S-F||/(H*W), mean over sources)" + _GREY_EXACT,
     "SSIM": _REF + " (11x11 Gaussian, valid region, L=255, sum over sources)" + _GREY,
-    "Qabf": _REF + " (x255 scaling kept for the g_X == g_F quirk; 0 when neither source has edges)"
-            + "; single-channel fused image: extension: VIFB's Qabf would use unrounded rgb2gray there",
+    "Qabf": _REF + " (x255 scaling kept for the g_X == g_F quirk; 0 when neither source has edges)" + _GREY_EXACT,
     "Qcb": _REF + " (implemented from metricsQcb.m; NaN points of MATLAB defined, see qcb())"
            + "; single-channel fused image with RGB sources: extension (VIFB's code fails there)",
     "Qcv": _REF + " (implemented from metricsQcv.m; lower is better; equal-weight fallback without edges)"

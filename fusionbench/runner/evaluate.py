@@ -186,7 +186,7 @@ def score_method(dataset, method_name: str, fused_dir: Path, stems, requests, sc
     keys = {}
     for s in stems:
         f = fused_dir / f"{s}.png"
-        keys[s] = hashlib.sha256(f"{hashes(f)}|{hashes(by_stem[s].a)}|{hashes(by_stem[s].b)}|{preset}|{dtype}".encode()).hexdigest()
+        keys[s] = hashlib.sha256(f"{hashes(f)}|{hashes(by_stem[s].a)}|{hashes(by_stem[s].b)}|{preset}|{_dtype_name(dtype, requests)}".encode()).hexdigest()
     keep = []
     if old is not None and {"image", "metric", "value", "key"} <= set(old.columns):
         old = old[old["metric"].isin(labels)]
@@ -212,6 +212,16 @@ def score_method(dataset, method_name: str, fused_dir: Path, stems, requests, sc
     with atomic_path(cache_csv) as tmp:
         table.to_csv(tmp, index=False)
     return table, failed
+
+
+def _dtype_name(dtype, requests) -> str:
+    """The precision of a run: "float32", or for ``--dtype auto`` each preset's, e.g. "auto (cddfuse float32)"."""
+    if dtype is not None:
+        return str(dtype).replace("torch.", "")
+    from ..metrics.presets import get_preset
+
+    used = dict.fromkeys(r.preset for r in requests)
+    return "auto (" + ", ".join(f"{p} {get_preset(p).default_dtype}" for p in used) + ")"
 
 
 def _safe(name: str) -> str:
@@ -281,7 +291,7 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
     prov = {
         "fusionbench": __version__, "git_commit": _git_commit(), "python": platform.python_version(),
         "torch": torch.__version__, "platform": platform.platform(), "device": str(device),
-        "dtype": str(dtype).replace("torch.", ""), "preset": preset, "metrics": [r.label for r in requests],
+        "dtype": _dtype_name(dtype, requests), "preset": preset, "metrics": [r.label for r in requests],
         "datasets": ds_meta, "methods": used, "skipped": result.skipped,
         "failed": {f"{d}/{m}": v for (d, m), v in result.failed.items()},
         "incomplete": result.incomplete,
