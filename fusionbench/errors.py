@@ -22,11 +22,39 @@ class DataError(FusionBenchError):
     """A problem with input data: unreadable, missing counterpart, size mismatch (exit code 1)."""
 
 
+class OutputError(FusionBenchError):
+    """An output location cannot be written (permission denied, read-only, full): names the path."""
+
+
+class InputError(DataError):
+    """A tensor given to a public entry point breaks the input contract (:mod:`fusionbench.contract`)."""
+
+
+class ShapeError(InputError):
+    """Not an (H, W), (C, H, W) or (N, C, H, W) image with 1 or 3 channels."""
+
+
+class DTypeError(InputError):
+    """Not a tensor, or of a dtype images cannot have (bool, complex)."""
+
+
+class DataRangeError(InputError):
+    """A float image without ``data_range`` (or a ``data_range`` that does not apply)."""
+
+
+class ValueRangeError(InputError):
+    """Values outside the stated range, or NaN / inf."""
+
+
+class ImageTooSmallError(InputError):
+    """Images below the minimum size of a metric or a method."""
+
+
 class ImageReadError(DataError):
     """An image file cannot be decoded (corrupt, truncated, unsupported mode)."""
 
 
-class SizeMismatchError(DataError):
+class SizeMismatchError(InputError):
     """Images that must share a size do not."""
 
 

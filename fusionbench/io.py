@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError, ImageReadError, UsageError
+from .errors import DataError, ImageReadError, OutputError, UsageError
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
@@ -94,23 +94,71 @@ def read_image(path: str | os.PathLike, sixteen_bit: str = "round") -> np.ndarra
     return np.ascontiguousarray(arr)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def os_problem(e: OSError) -> str:
+    """A short description of a file-system error: "permission denied", "no space left on device", ..."""
+    import errno
+
+    known = {errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+             errno.EROFS: "read-only file system", errno.ENOSPC: "no space left on device",
+             errno.EDQUOT: "disk quota exceeded", errno.ENOTDIR: "a parent is not a folder",
+             errno.EISDIR: "is a folder", errno.ENOENT: "no such file or folder"}
+    return known.get(e.errno, (e.strerror or str(e)).lower())
+
+
+def ensure_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
+    """``mkdir -p`` that raises :class:`OutputError` (one line: the path and the problem) when it cannot."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise OutputError(f"cannot use {path} as {what}: a file of that name exists") from None
+    except OSError as e:
+        raise OutputError(f"cannot create {what} {path}: {os_problem(e)}") from None
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str | None = None):
     """Yield a temporary path next to ``dest``; on success it is renamed over ``dest``.
 
-    A crash or Ctrl-C leaves ``dest`` untouched (either the old file or nothing).
+    A crash, a kill or Ctrl-C leaves ``dest`` untouched (either the old file or nothing). The file gets
+    the permissions of an ordinary new file (0666 less the umask: 0644 under umask 022), not mkstemp's
+    0600. File-system errors (unwritable, read-only, full) raise :class:`OutputError` naming ``dest``.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or dest.suffix or ".tmp", dir=dest.parent)
-    os.close(fd)
+    ensure_dir(dest.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=suffix or dest.suffix or ".tmp", dir=dest.parent)
+        os.fchmod(fd, 0o666 & ~_umask())
+        os.close(fd)
+    except OSError as e:
+        raise OutputError(f"cannot write {dest}: {os_problem(e)}") from None
     try:
         yield Path(tmp)
         os.replace(tmp, dest)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if _is_write_error(e, tmp):
+            raise OutputError(f"cannot write {dest}: {os_problem(e)}") from None
         raise
+
+
+def _is_write_error(e: BaseException, tmp: str) -> bool:
+    """An OSError from writing the temporary file or renaming it (not, say, from reading an input)."""
+    import errno
+
+    if not isinstance(e, OSError):
+        return False
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+        return True
+    return getattr(e, "filename", None) in (tmp, str(tmp))
 
 
 def write_text_atomic(dest: str | os.PathLike, text: str) -> None:

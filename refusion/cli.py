@@ -20,7 +20,7 @@ import click
 @click.option("--seed", type=int, default=None, help="Override train.seed.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override train.epochs.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None,
-              help="Stop after this many iterations in all (override train.max_steps; resumable).")
+              help="Stop after this many iterations of this invocation (not stored in the run; --resume goes on).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_refusion(data, config_path, out, resume, device, seed, epochs, max_steps, quiet):
     """Meta-train ReFusion (F, R, P) on paired images; see refusion/configs/default.yaml."""
@@ -43,8 +43,8 @@ def _run(data, config_path, out, resume, device, seed, epochs, max_steps, quiet)
     else:
         cfg = C.load_config(config_path)
     cfg = C.apply_overrides(cfg, data__root=str(Path(data).resolve()) if data is not None else None,
-                            train__seed=seed, train__epochs=epochs, train__max_steps=max_steps)
-    res = train(cfg, out, dev, resume=resume, progress=not quiet)
+                            train__seed=seed, train__epochs=epochs)
+    res = train(cfg, out, dev, resume=resume, progress=not quiet, max_steps=max_steps)
     msg = {"done": "finished", "max_steps": "stopped at --max-steps", "interrupted": "interrupted"}[res.stopped]
     click.echo(f"{msg}: iteration {res.step}, epoch {res.epoch}; checkpoint {Path(out) / 'checkpoint.pt'}", err=True)
     if res.stopped == "interrupted":

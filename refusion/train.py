@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from fusionbench.errors import FusionBenchError, UsageError
-from fusionbench.io import atomic_path, write_text_atomic
+from fusionbench.io import atomic_path, ensure_dir, write_text_atomic
 
 from . import config as C
 from .data import CropSampler, Dataset, build_dataset
@@ -269,8 +269,10 @@ class Trainer:
         self._stop = True
         print("\nCtrl-C: finishing this iteration, saving a checkpoint ... (Ctrl-C again to abort)", file=sys.stderr)
 
-    def run(self, resume: bool = False) -> TrainResult:
-        self.out.mkdir(parents=True, exist_ok=True)
+    def run(self, resume: bool = False, max_steps: int | None = None) -> TrainResult:
+        """Train to the end of the schedule (or ``train.max_steps``); with ``max_steps``, stop after that many
+        iterations of this call (``--max-steps``: per invocation, never stored; ``--resume`` goes on)."""
+        ensure_dir(self.out, "run folder")
         ck_path = self.out / "checkpoint.pt"
         if resume:
             self.load_state_dict(load_checkpoint(ck_path, self.device), str(ck_path))
@@ -293,7 +295,8 @@ class Trainer:
         consistent = True
         try:
             t0 = time.time()
-            while self.step < self.total_steps:
+            stop_at = self.total_steps if max_steps is None else min(self.total_steps, self.step + int(max_steps))
+            while self.step < stop_at:
                 if self._stop:
                     stopped = "interrupted"
                     break
@@ -333,9 +336,11 @@ class Trainer:
                     self.save(epoch_copy=True)
                 elif self.cfg["train"]["ckpt_every_steps"] and self.step % self.cfg["train"]["ckpt_every_steps"] == 0:
                     self.save()
-            if stopped == "done" and self.step % self.steps_per_epoch != 0:
-                stopped = "max_steps"
-                self.save()
+            if stopped == "done":
+                if self.step < self.total_steps:
+                    stopped = "max_steps"
+                if self.step % self.steps_per_epoch != 0:  # (an epoch's end has just been saved)
+                    self.save()
             elif stopped == "interrupted":
                 self.save()
         except KeyboardInterrupt:
@@ -478,6 +483,7 @@ def _progress(total: int, initial: int, enabled: bool):
                 mininterval=0.5 if tty else 30.0, desc="refusion")
 
 
-def train(cfg: dict, out: str | Path, device="cpu", resume: bool = False, progress: bool = True) -> TrainResult:
+def train(cfg: dict, out: str | Path, device="cpu", resume: bool = False, progress: bool = True,
+          max_steps: int | None = None) -> TrainResult:
     """Train from a config dict (see :mod:`refusion.config`) into ``out``."""
-    return Trainer(cfg, out, device, progress).run(resume)
+    return Trainer(cfg, out, device, progress).run(resume, max_steps)

@@ -296,7 +296,7 @@ def test_resume_equivalence_with_prior_and_per_net(tmp_path, pairs8):
                validation__enabled=False)
     assert _run("--data", pairs8, "--config", cfg, "--out", tmp_path / "a", "--max-steps", 6).exit_code == 0
     assert _run("--data", pairs8, "--config", cfg, "--out", tmp_path / "b", "--max-steps", 2).exit_code == 0
-    r = _run("--data", pairs8, "--out", tmp_path / "b", "--max-steps", 6, "--resume")
+    r = _run("--data", pairs8, "--out", tmp_path / "b", "--max-steps", 4, "--resume")
     assert r.exit_code == 0, r.output
     ca = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
     cb = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)

@@ -270,7 +270,7 @@ def test_resume_equivalence(tmp_path, tiny_data):
     r = _run("--data", tiny_data, "--config", cfg, "--out", tmp_path / "split", "--max-steps", 4)
     assert r.exit_code == 0, r.output
     assert _params(tmp_path / "split")[0]["step"] == 4
-    r = _run("--data", tiny_data, "--out", tmp_path / "split", "--max-steps", 8, "--resume")
+    r = _run("--data", tiny_data, "--out", tmp_path / "split", "--max-steps", 4, "--resume")
     assert r.exit_code == 0, r.output
     (ca, a), (cb, b) = _params(tmp_path / "straight"), _params(tmp_path / "split")
     assert ca["step"] == cb["step"] == 8
@@ -309,7 +309,7 @@ def test_ctrl_c_saves_and_resumes(tmp_path, tiny_data, monkeypatch):
     ck, _ = _params(tmp_path / "run")
     assert ck["step"] == 2
     monkeypatch.setattr(meta.MetaLearner, "step", orig)
-    r = _run("--data", tiny_data, "--out", tmp_path / "run", "--resume", "--max-steps", 4)
+    r = _run("--data", tiny_data, "--out", tmp_path / "run", "--resume", "--max-steps", 2)
     assert r.exit_code == 0, r.output
     r = _run("--data", tiny_data, "--config", cfg, "--out", tmp_path / "ref", "--max-steps", 4)
     a, b = _params(tmp_path / "run")[1], _params(tmp_path / "ref")[1]
@@ -390,3 +390,13 @@ def test_default_config_is_complete_and_documented():
     assert ours["data"]["crop"] <= 128 and ours["meta"]["meta_every"] >= 1
     assert C.fingerprint(cfg) != C.fingerprint(ours)
     assert C.fingerprint(C.apply_overrides(cfg, train__max_steps=5)) == C.fingerprint(cfg)
+
+
+def test_max_steps_is_per_invocation(tmp_path, tiny_data):
+    """--max-steps is not stored in the run: a plain --resume afterwards trains to the end of the schedule."""
+    cfg = _tiny_cfg(tmp_path, validation__enabled=False)  # 3 epochs x 3 iterations
+    assert _run("--data", tiny_data, "--config", cfg, "--out", tmp_path / "run", "--max-steps", 2).exit_code == 0
+    assert "max_steps: null" in (tmp_path / "run" / "config.yaml").read_text()
+    r = _run("--data", tiny_data, "--out", tmp_path / "run", "--resume")
+    assert r.exit_code == 0, r.output
+    assert _params(tmp_path / "run")[0]["step"] == 9

@@ -100,7 +100,7 @@ def _known(label: str) -> bool:
 @click.option("--metrics", default="EN,SD,SF,AG,SCD,SSIM", show_default=True, help="Comma-separated metric names (NAME@preset allowed) or 'all'.")
 @click.option("--preset", default="cddfuse", show_default=True, type=click.Choice(["cddfuse", "vifb"]))
 @click.option("--results", "results", multiple=True, metavar="NAME=DIR", help="Outputs of a method made elsewhere; repeatable.")
-@click.option("--out", "out", type=click.Path(), help="Run folder. Default: results/<dataset(s)>.")
+@click.option("--out", "out", type=click.Path(), help="Run folder. Default: runs/<dataset(s)> (untracked).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--dtype", default="auto", show_default=True, type=click.Choice(["auto", "float32", "float64"]),
               help="Arithmetic precision of the metrics; auto: each preset's own (cddfuse float32, vifb float64).")
@@ -126,7 +126,7 @@ def eval_(pattern, data, metrics, preset, results, out, device, dtype, batch_siz
     datasets = [open_dataset(d) for d in (data or ("sample",))]
     res = parse_results_args(results)
     plan, skipped = build_plan(datasets, pattern, res, dev, weights_path)
-    run_dir = Path(out) if out else Path("results") / "+".join(d.name for d in datasets)
+    run_dir = Path(out) if out else Path("runs") / "+".join(d.name for d in datasets)
     _print_skipped(skipped)
     result = run_eval(plan, requests, run_dir, preset, dev, dt, batch_size=batch_size, progress=not quiet,
                       skipped=skipped, write_reports=True, figures=not no_figures)

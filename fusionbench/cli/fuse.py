@@ -42,6 +42,9 @@ def fuse(method, a_dir, b_dir, out_dir, task, device, weights_path, batch_size, 
     dev = pick_device(device)
     weights = resolve(info, task, weights_path) if info.factory else {}
     fuser = info.build(weights=weights, device=dev, task=task, **opts)
+    from ..io import ensure_dir
+
+    ensure_dir(out_dir)  # an unwritable --out fails now, before any fusing
     jobs = jobs_for([(s, *pairing.files[s]) for s in pairing.stems], Path(out_dir))
     is_done = (lambda j: False) if overwrite else None
     report = fuse_pairs(fuser, jobs, batch_size=batch_size, max_pixels=max_pixels, is_done=is_done, label=info.name)

@@ -58,6 +58,12 @@ class LazyGroup(click.Group):
         except FusionBenchError as e:
             click.echo(f"Error: {e}", err=True)
             ctx.exit(e.exit_code)
+        except OSError as e:  # a file-system problem not met at an atomic write: still one line, exit 1
+            from ..io import os_problem
+
+            where = " -> ".join(str(f) for f in (e.filename, getattr(e, "filename2", None)) if f)
+            click.echo(f"Error: {where + ': ' if where else ''}{os_problem(e)}", err=True)
+            ctx.exit(1)
         except KeyboardInterrupt:
             click.echo("Interrupted; everything finished so far is saved.", err=True)
             ctx.exit(130)

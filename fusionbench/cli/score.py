@@ -13,6 +13,8 @@ the documented values listed by ``fusionbench metrics --json``.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 
@@ -58,6 +60,10 @@ def score(ir, vi, fused, metrics, preset, device, dtype, batch_size, out, skip_m
 
     preset_name = get_preset(preset).name
     requests = parse_metrics(metrics, preset=preset_name)
+    if out:
+        from ..io import ensure_dir
+
+        ensure_dir(Path(out).parent)  # an unwritable --out fails now, before the scoring
     dev = pick_device(device)
     dt = pick_dtype(dtype)
     notes: dict[str, list[str]] = {}

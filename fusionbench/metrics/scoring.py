@@ -35,7 +35,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import FusionBenchError, ImageReadError, MetricUndefinedError, SizeMismatchError
+from ..contract import check_min_size, check_triple
+from ..errors import FusionBenchError, ImageReadError, MetricUndefinedError
 from ..io import SIXTEEN_BIT_RULES, to_8bit
 from .presets import get_preset
 from .registry import MetricRequest, parse_metrics
@@ -91,29 +92,22 @@ def _as_requests(requests, preset: str | None) -> list[MetricRequest]:
     return list(requests)
 
 
-def _check_batch(fused: Tensor, a: Tensor, b: Tensor) -> None:
-    for name, t in (("fused", fused), ("a", a), ("b", b)):
-        if not isinstance(t, Tensor) or t.ndim != 4 or t.shape[1] not in (1, 3):
-            shape = tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__
-            raise SizeMismatchError(f"{name}: expected an (N, 1|3, H, W) tensor, got {shape}")
-    if not (fused.shape[0] == a.shape[0] == b.shape[0]) or not (fused.shape[-2:] == a.shape[-2:] == b.shape[-2:]):
-        raise SizeMismatchError(f"fused {tuple(fused.shape)}, a {tuple(a.shape)} and b {tuple(b.shape)} must share N, H and W")
-    h, w = fused.shape[-2:]
-    if h < MIN_SIZE or w < MIN_SIZE:
-        raise SizeMismatchError(f"images of {w}x{h} pixels are too small to score (at least {MIN_SIZE}x{MIN_SIZE})")
-
-
 def score_batch(fused: Tensor, a: Tensor, b: Tensor, requests, dtype: torch.dtype | None = None,
-                preset: str | None = None, chunk_pixels: int | None = None, workers: int = 1) -> dict[str, Tensor]:
+                preset: str | None = None, chunk_pixels: int | None = None, workers: int = 1,
+                data_range: float | None = None) -> dict[str, Tensor]:
     """Score a batch of same-size images: ``{label: Tensor (N,)}`` in ``dtype`` on the input device.
 
     ``dtype`` None (the default) computes each metric in its preset's default precision
     (``Preset.default_dtype``: cddfuse float32, vifb float64, the lowest that reproduces each reference).
 
-    ``fused``, ``a``, ``b``: uint8 (or integer-valued float) tensors (N, 1|3, H, W) as decoded by
-    :func:`fusionbench.io.read_image`; the channel counts may differ between the three. uint16 tensors
-    are 16-bit images: each preset turns them into 8 bit as its reference reads such a file
-    (``Preset.sixteen_bit``: cddfuse ``v >> 8`` as ``cv2.imread``, vifb ``round(v / 257)``). ``requests``
+    ``fused``, ``a``, ``b``: images under the input contract of :mod:`fusionbench.contract` — uint8
+    tensors (N, 1|3, H, W) as decoded by :func:`fusionbench.io.read_image` (the channel counts may differ
+    between the three; a source with N = 1 is shared by all fused images), uint16 tensors as 16-bit
+    images (each preset turns them into 8 bit as its reference reads such a file: cddfuse ``v >> 8`` as
+    ``cv2.imread``, vifb ``round(v / 257)``), or float tensors with ``data_range`` (quantised to 8 bit as
+    saving them would). A float tensor without ``data_range`` raises
+    :class:`~fusionbench.errors.DataRangeError`: the range is never guessed. Images must be at least
+    :data:`MIN_SIZE` pixels on each side. ``requests``
     is a list of :class:`~fusionbench.metrics.registry.MetricRequest` (from
     :func:`~fusionbench.metrics.parse_metrics`) or a spec string such as ``"EN,SD,SSIM@vifb"``
     (then ``preset`` is the run preset, default ``cddfuse``). Each preset involved prepares the
@@ -132,7 +126,8 @@ def score_batch(fused: Tensor, a: Tensor, b: Tensor, requests, dtype: torch.dtyp
     (['EN', 'SSIM'], torch.Size([2]))
     """
     reqs = _as_requests(requests, preset)
-    _check_batch(fused, a, b)
+    fused, a, b = check_triple(fused, a, b, data_range)
+    check_min_size(*fused.shape[-2:], MIN_SIZE, "the metrics")
     groups: OrderedDict[str, list[MetricRequest]] = OrderedDict()
     for r in reqs:
         groups.setdefault(r.preset, []).append(r)

@@ -30,7 +30,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import DataError, FusionBenchError, UsageError
 from ..fusing import FuseReport, PairJob, fuse_pairs
-from ..io import atomic_path, write_text_atomic
+from ..io import atomic_path, ensure_dir, write_text_atomic
 from ..weights import sha256sum
 
 CACHE_VERSION = 1
@@ -99,7 +99,7 @@ def _git_commit() -> str | None:
 
 def fuse_method(run: MethodRun, dataset, out_dir: Path, hashes: _FileHashes, task: str, batch_size: int, progress: bool) -> FuseReport:
     """Fuse (or collect) ``run``'s outputs for ``dataset`` into ``out_dir`` with a hash-keyed cache."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out_dir)
     cache_file = out_dir / "cache.json"
     cache = _read_json(cache_file, {})
     base = json.dumps({"v": CACHE_VERSION, "method": run.key, "weights": run.weights, "options": run.options, "task": task}, sort_keys=True)
@@ -239,7 +239,7 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
     import torch
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ensure_dir(run_dir, "run folder")
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     result = EvalResult(run_dir, skipped=dict(skipped or {}))
     hashes = _FileHashes()
