@@ -8,7 +8,8 @@ An image argument is a torch tensor of shape (H, W), (C, H, W) or (N, C, H, W) w
 * ``uint16``: a 16-bit image, 0..65535 (each metric preset turns it into 8 bit as its reference reads
   such a file);
 * floating point: needs ``data_range`` (the value of white: ``1.0`` for images in [0, 1], ``255.0`` for
-  [0, 255]). The values must lie in [0, data_range]; they are quantised to 8 bit exactly as saving the
+  [0, 255]; it applies to the float tensors of a call only, so a uint8 fused image can be scored against
+  float sources). The values must lie in [0, data_range]; they are quantised to 8 bit exactly as saving the
   image would do, ``round(x * 255 / data_range)`` (half to even), so a float image scores what its saved
   PNG scores.
 
@@ -48,14 +49,9 @@ def as_images(x, name: str = "image", data_range: float | None = None) -> Tensor
                          f"or a float tensor with data_range")
     if x.is_floating_point():
         return _quantise(x, name, data_range)
+    # integer images carry their range in their dtype (data_range applies to float tensors only)
     if x.dtype == torch.uint16:
-        if data_range not in (None, 65535, 65535.0):
-            raise DataRangeError(f"{name}: uint16 images are 16-bit (0..65535); data_range={data_range} does not "
-                                 f"apply (leave it out)")
         return x
-    if data_range not in (None, 255, 255.0):
-        raise DataRangeError(f"{name}: integer images are 0..255; data_range={data_range} does not apply "
-                             f"(leave it out, or pass a float tensor)")
     if x.dtype != torch.uint8:
         lo, hi = int(x.min()), int(x.max())
         if lo < 0 or hi > 255:

@@ -123,6 +123,15 @@ def ensure_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
     return path
 
 
+def read_tensor(path: str | os.PathLike, sixteen_bit: str = "round"):
+    """An image file as a (1, C, H, W) torch tensor (uint8, or uint16 with ``sixteen_bit="keep"``), pixels
+    exactly as :func:`read_image` decodes them: what :func:`fusionbench.score` and
+    :func:`fusionbench.load_method` take."""
+    import torch
+
+    return torch.from_numpy(np.array(read_image(path, sixteen_bit), copy=True)).permute(2, 0, 1)[None]
+
+
 @contextlib.contextmanager
 def atomic_path(dest: str | os.PathLike, suffix: str | None = None):
     """Yield a temporary path next to ``dest``; on success it is renamed over ``dest``.

@@ -135,14 +135,12 @@ def download(info: MethodInfo, task: str | None = None, dest: Path | None = None
 
 def load_state_dict(path: str | os.PathLike, key: str | None = None) -> dict:
     """``torch.load`` a checkpoint on CPU (weights only), optionally taking ``ckpt[key]``."""
-    import pickle
-
     import torch
 
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, OSError, ValueError) as e:
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({e.__class__.__name__}: {str(e).splitlines()[0][:200]})") from None
+    except Exception as e:  # noqa: BLE001 - torch.load fails on damaged files with all kinds of errors
+        raise WeightsError(f"{path}: {describe_unreadable(path, e)}") from None
     if key is not None:
         if not isinstance(sd, dict) or key not in sd:
             raise WeightsError(f"{path}: expected a dict with key {key!r}, found {type(sd).__name__} with keys {list(sd)[:5] if isinstance(sd, dict) else '-'}")
@@ -150,6 +148,78 @@ def load_state_dict(path: str | os.PathLike, key: str | None = None) -> dict:
     if not isinstance(sd, dict):
         raise WeightsError(f"{path}: expected a state_dict, found {type(sd).__name__}")
     return sd
+
+
+def describe_unreadable(path: str | os.PathLike, e: BaseException) -> str:
+    """What is wrong with a checkpoint file ``torch.load`` (weights only) could not read, in one line.
+
+    Never passes on torch's advice to load with ``weights_only=False``: that would run arbitrary code from
+    the file. Says whether the file is missing, empty, not a PyTorch checkpoint at all, a truncated or
+    damaged archive, or a pickle holding more than tensors; and when the file name is a registered weight
+    file whose sha256 differs, says that too.
+    """
+    import zipfile
+
+    path = Path(path)
+    if not path.exists():
+        return "no such file"
+    if path.is_dir():
+        return "is a folder, not a checkpoint file"
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file (0 bytes): an interrupted download? fetch it again"
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"PK"):  # torch's zip format
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+            what = f"damaged archive (member {bad} fails its CRC)" if bad else None
+        except zipfile.BadZipFile:
+            what = f"truncated or damaged PyTorch archive ({size} bytes): an interrupted download? fetch it again"
+        if what is None:
+            what = _weights_only_reason(e)
+    elif head[:1] == b"\x80":  # a (legacy) pickle
+        what = _weights_only_reason(e)
+        if what.startswith("not readable"):
+            what = f"truncated or damaged pickle ({size} bytes)"
+    elif head.startswith(b"\x89HDF") or head[:4] in (b"\x00\x00\x00\x00",):
+        what = "not a PyTorch checkpoint (an HDF5/TensorFlow file?)"
+    else:
+        shown = head.decode("ascii", "replace") if all(32 <= c < 127 for c in head) else head.hex()
+        what = f"not a PyTorch checkpoint (it starts with {shown!r})"
+    mismatch = _registry_sha_mismatch(path)
+    return what + (f"; {mismatch}" if mismatch else "")
+
+
+def _weights_only_reason(e: BaseException) -> str:
+    msg = str(e)
+    if "weights_only" in msg or "Unsupported global" in msg or "GLOBAL" in msg:
+        import re
+
+        m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg)
+        obj = f" ({m.group(1)})" if m else ""
+        return (f"holds Python objects besides tensors{obj}; fusionbench loads weights only (never arbitrary "
+                f"pickled code): save the model's state_dict() instead")
+    return f"not readable ({e.__class__.__name__}: {msg.splitlines()[0][:160] if msg else ''})"
+
+
+def _registry_sha_mismatch(path: Path) -> str | None:
+    """'sha256 ... does not match the registry's ... for METHOD' when the file name is a registered weight file."""
+    try:
+        from .registry import list_methods
+
+        for info in list_methods():
+            for wf in info.weights:
+                if wf.name == path.name and wf.sha256:
+                    got = sha256sum(path)
+                    if got != wf.sha256:
+                        return (f"its sha256 {got[:12]}... does not match the registry's {wf.sha256[:12]}... for "
+                                f"{info.display}'s {wf.name} (`fusionbench weights download {info.name}` fetches it)")
+                    return None
+    except Exception:  # noqa: BLE001 - a diagnosis must never hide the original problem
+        return None
+    return None
 
 
 def load_into(model, state: dict, source: str | os.PathLike, remap=None) -> None:
@@ -172,5 +242,7 @@ def load_into(model, state: dict, source: str | os.PathLike, remap=None) -> None
             parts.append(f"missing keys {missing[:3]}" + (f" (+{len(missing) - 3})" if len(missing) > 3 else ""))
         if extra:
             parts.append(f"unexpected keys {extra[:3]}" + (f" (+{len(extra) - 3})" if len(extra) > 3 else ""))
-        raise WeightsError(f"{source}: checkpoint does not fit {type(model).__name__}: " + "; ".join(parts))
+        mismatch = _registry_sha_mismatch(Path(source)) if Path(str(source)).is_file() else None
+        raise WeightsError(f"{source}: checkpoint does not fit {type(model).__name__}: " + "; ".join(parts)
+                           + (f"; {mismatch}" if mismatch else ""))
     model.load_state_dict(state, strict=True)

@@ -29,9 +29,29 @@ def run(*args):
     return CliRunner().invoke(cli, list(map(str, args)))
 
 
-def evaluate(data, out, *extra):
+def evaluate(data, out, *extra, keep_going=True):
+    """fake-weighted is asked for by name and has no weights: left out with --keep-going (exit 0)."""
+    kg = ("--keep-going",) if keep_going else ()
     return run("eval", "--methods", "fake-mean,fake-weighted", "--data", data, "--out", out, "--metrics", "EN,SSIM,MI",
-               "--device", "cpu", "-q", "--no-figures", *extra)
+               "--device", "cpu", "-q", "--no-figures", *kg, *extra)
+
+
+def test_a_method_asked_for_that_cannot_run_fails_the_eval(tmp_path):
+    data = make_data(tmp_path / "d")
+    r = evaluate(data, tmp_path / "run", keep_going=False)
+    assert r.exit_code == 1
+    assert "could not run FakeWeighted: needs weights" in r.output
+    assert r.output.strip().splitlines()[-1].startswith("Error: 1 method(s) could not run")
+    assert "Left out, could not run: FakeWeighted" in next((tmp_path / "run").glob("table_*.md")).read_text()
+    prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert "FakeWeighted" in prov["errors"] and "FakeWeighted" not in prov["skipped"]
+    r = evaluate(data, tmp_path / "run")
+    assert r.exit_code == 0 and "left out (--keep-going): FakeWeighted" in r.output
+    # through 'all' (not by name) a method without weights is only listed as skipped
+    r = run("eval", "--data", data, "--out", tmp_path / "all", "--metrics", "EN", "--device", "cpu", "-q",
+            "--no-figures", "--methods", "fake-*")
+    assert r.exit_code == 0, r.output
+    assert "skipped (needs weights" in r.output
 
 
 def test_eval_writes_run_and_resumes(tmp_path, monkeypatch):
@@ -45,8 +65,8 @@ def test_eval_writes_run_and_resumes(tmp_path, monkeypatch):
     summary = pd.read_csv(out / "summary.csv")
     assert set(summary.columns) == {"dataset", "method", "metric", "mean", "std", "n"}
     prov = json.loads((out / "provenance.json").read_text())
-    assert prov["preset"] == "cddfuse" and "FakeWeighted" in prov["skipped"]
-    assert "needs weights" in prov["skipped"]["FakeWeighted"]
+    assert prov["preset"] == "cddfuse" and "FakeWeighted" in prov["errors"]
+    assert "needs weights" in prov["errors"]["FakeWeighted"]
     assert (out / "table_d.md").is_file() or any(out.glob("table_*.md"))
 
     # a rerun fuses and scores nothing

@@ -137,7 +137,7 @@ def test_corrupt_or_foreign_checkpoint(name, wenv, tmp_path):
     weights = {w.name: wenv / name / w.name for w in info.weights}
     corrupt = tmp_path / wf.name
     corrupt.write_bytes(b"PK\x03\x04 definitely not a checkpoint")
-    with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(WeightsError, match="truncated or damaged PyTorch archive"):
         info.build(weights={**weights, wf.name: corrupt}, device="cpu", task=info.tasks[0])
     other = "densefuse" if name != "densefuse" else "ifcnn"
     foreign = wenv / other / MODULES[other].ENTRIES[0].weights[0].name

@@ -136,7 +136,7 @@ def test_truncated_file(shared, tmp_path):
     data = (shared / "weights" / "tardal" / "tardal.pt").read_bytes()
     bad = tmp_path / "tardal.pt"
     bad.write_bytes(data[: len(data) // 2])
-    with pytest.raises(WeightsError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(WeightsError, match="truncated or damaged PyTorch archive"):
         tardal.build({"tardal.pt": bad}, torch.device("cpu"))
 
 

@@ -107,8 +107,12 @@ def _known(label: str) -> bool:
 @click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1))
 @click.option("--weights", "weights_path", type=click.Path(exists=True), help="Folder laid out <method>/<file> searched first.")
 @click.option("--no-figures", is_flag=True, help="Write tables only.")
+@click.option("--keep-going", is_flag=True,
+              help="A method that cannot run (bad checkpoint, missing weights asked for by name, a crash) is left "
+                   "out with a note and the exit code stays 0 (default: exit 1).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def eval_(pattern, data, metrics, preset, results, out, device, dtype, batch_size, weights_path, no_figures, quiet):
+def eval_(pattern, data, metrics, preset, results, out, device, dtype, batch_size, weights_path, no_figures, keep_going,
+          quiet):
     """Fuse every runnable method on every dataset, score, and write tables and figures.
 
     Outputs and scores are cached in the run folder (keyed by method, weight hashes and input
@@ -127,19 +131,49 @@ def eval_(pattern, data, metrics, preset, results, out, device, dtype, batch_siz
     res = parse_results_args(results)
     plan, skipped = build_plan(datasets, pattern, res, dev, weights_path)
     run_dir = Path(out) if out else Path("runs") / "+".join(d.name for d in datasets)
+    asked = _asked_by_name(pattern)
+    errors = {k: v for k, v in skipped.items() if k.split(" [")[0].lower() in asked and v.startswith("needs weights")}
+    skipped = {k: v for k, v in skipped.items() if k not in errors}
     _print_skipped(skipped)
     result = run_eval(plan, requests, run_dir, preset, dev, dt, batch_size=batch_size, progress=not quiet,
-                      skipped=skipped, write_reports=True, figures=not no_figures)
+                      skipped=skipped, errors=errors, write_reports=True, figures=not no_figures)
     for key, stems in result.incomplete.items():
         click.echo(f"note: {key} covers {len(stems)} image(s) fewer than the dataset (results folder has no output for them)", err=True)
     _print_summary(run_dir)
     click.echo(f"run folder: {run_dir}", err=True)
+    for name, why in result.errors.items():
+        click.echo(f"could not run {name}: {why}", err=True)
+    if result.errors and not keep_going:
+        raise DataError(f"{len(result.errors)} method(s) could not run (listed above) and are left out of the tables; "
+                        f"fix them, or pass --keep-going to accept the tables without them")
+    if result.errors:
+        click.echo(f"left out (--keep-going): {', '.join(result.errors)}", err=True)
     if not result.ok:
         for (d, m), fails in result.failed.items():
             for stem, msg in sorted(fails.items()):
                 click.echo(f"failed {d}/{m}/{stem}: {msg}", err=True)
         n = sum(len(v) for v in result.failed.values())
         raise DataError(f"{n} image(s) failed (listed above); everything else is in {run_dir}")
+
+
+def _asked_by_name(pattern: str | None) -> set[str]:
+    """Method names (lower case, as displayed or registered) the user named exactly, not through 'all' or a
+    wildcard: for those, missing weights are an error, not a skip."""
+    if not pattern or pattern == "all":
+        return set()
+    from ..errors import UnknownNameError
+    from ..registry import get_method
+
+    out = set()
+    for part in pattern.split(","):
+        part = part.strip()
+        if part and not any(c in part for c in "*?["):
+            try:
+                info = get_method(part)
+            except UnknownNameError:
+                continue
+            out |= {info.name.lower(), info.display.lower()}
+    return out
 
 
 def _print_skipped(skipped: dict) -> None:

@@ -51,7 +51,8 @@ class MethodRun:
 @dataclass
 class EvalResult:
     run_dir: Path
-    skipped: dict = field(default_factory=dict)  # method -> reason
+    skipped: dict = field(default_factory=dict)  # method -> reason (could not run here; not asked for by name)
+    errors: dict = field(default_factory=dict)  # "method [dataset]" -> why it could not run (bad checkpoint, crash)
     failed: dict = field(default_factory=dict)  # (dataset, method) -> {stem: message}
     incomplete: dict = field(default_factory=dict)  # "dataset/method" -> stems a results folder lacks
     n_scores: int = 0
@@ -100,8 +101,10 @@ def _git_commit() -> str | None:
 def fuse_method(run: MethodRun, dataset, out_dir: Path, hashes: _FileHashes, task: str, batch_size: int, progress: bool) -> FuseReport:
     """Fuse (or collect) ``run``'s outputs for ``dataset`` into ``out_dir`` with a hash-keyed cache."""
     ensure_dir(out_dir)
-    cache_file = out_dir / "cache.json"
-    cache = _read_json(cache_file, {})
+    # one small record per finished output, written atomically right after the output itself: a kill -9
+    # loses at most the batch in flight (cache.json of older runs is still read)
+    entries = out_dir / ".cache"
+    cache = _read_json(out_dir / "cache.json", {})
     base = json.dumps({"v": CACHE_VERSION, "method": run.key, "weights": run.weights, "options": run.options, "task": task}, sort_keys=True)
 
     def key_for(pair) -> str:
@@ -115,34 +118,30 @@ def fuse_method(run: MethodRun, dataset, out_dir: Path, hashes: _FileHashes, tas
         jobs.append(PairJob(pair.stem, Path(pair.a), Path(pair.b), out_dir / f"{pair.stem}.png"))
 
     def is_done(job: PairJob) -> bool:
-        ent = cache.get(job.stem)
+        ent = _read_json(entries / f"{job.stem}.json", None) or cache.get(job.stem)
         return bool(ent and ent.get("key") == keys[job.stem] and job.out.is_file() and hashes(job.out) == ent.get("out"))
 
     def remember(job: PairJob) -> None:
         hashes._memo.pop(job.out, None)
-        cache[job.stem] = {"key": keys[job.stem], "out": hashes(job.out)}
+        write_text_atomic(entries / f"{job.stem}.json", json.dumps({"key": keys[job.stem], "out": hashes(job.out)}))
 
     report = FuseReport()
-    try:
-        if run.results_dir is not None:
-            for job in jobs:
-                if is_done(job):
-                    report.skipped.append(job.stem)
-                    continue
-                src = _results_file(run.results_dir, job.stem)
-                if src is None:  # partial results folders are common (published subsets): not an error
-                    report.missing.append(job.stem)
-                    continue
-                _copy_as_png(src, job.out)
-                remember(job)
-                report.done.append(job.stem)
-        else:
-            fuser = run.fuser_factory(task)
-            report = fuse_pairs(fuser, jobs, batch_size=batch_size, is_done=is_done, on_written=remember,
-                                progress=progress, label=f"{dataset.name}/{run.name}")
-    finally:
-        with atomic_path(cache_file) as tmp:
-            tmp.write_text(json.dumps(cache, indent=1, sort_keys=True))
+    if run.results_dir is not None:
+        for job in jobs:
+            if is_done(job):
+                report.skipped.append(job.stem)
+                continue
+            src = _results_file(run.results_dir, job.stem)
+            if src is None:  # partial results folders are common (published subsets): not an error
+                report.missing.append(job.stem)
+                continue
+            _copy_as_png(src, job.out)
+            remember(job)
+            report.done.append(job.stem)
+    else:
+        fuser = run.fuser_factory(task)
+        report = fuse_pairs(fuser, jobs, batch_size=batch_size, is_done=is_done, on_written=remember,
+                            progress=progress, label=f"{dataset.name}/{run.name}")
     return report
 
 
@@ -177,11 +176,18 @@ def score_method(dataset, method_name: str, fused_dir: Path, stems, requests, sc
     from ..metrics.scoring import score_files
 
     cache_csv = score_dir / f"{_safe(method_name)}.csv"
+    journal = score_dir / f".{_safe(method_name)}.journal.csv"  # rows of this call, flushed per batch
     labels = [r.label for r in requests]
-    try:
-        old = pd.read_csv(cache_csv, dtype={"image": str, "key": str}) if cache_csv.is_file() else None
-    except (ValueError, OSError, pd.errors.ParserError):  # damaged cache: recompute
-        old = None
+    parts = []
+    for path in (cache_csv, journal):
+        try:
+            if path.is_file():
+                parts.append(pd.read_csv(path, dtype={"image": str, "key": str}, on_bad_lines="skip"))
+        except (ValueError, OSError, pd.errors.ParserError, pd.errors.EmptyDataError):  # damaged: recompute
+            pass
+    cols = ["image", "metric", "value", "key"]
+    parts = [t for t in parts if set(cols) <= set(t.columns)]  # (a damaged file lacks them: ignored)
+    old = pd.concat([t[cols] for t in parts], ignore_index=True).dropna(subset=["key"]) if parts else None
     by_stem = {p.stem: p for p in dataset.pairs}
     keys = {}
     for s in stems:
@@ -191,6 +197,7 @@ def score_method(dataset, method_name: str, fused_dir: Path, stems, requests, sc
     if old is not None and {"image", "metric", "value", "key"} <= set(old.columns):
         old = old[old["metric"].isin(labels)]
         good = old[old.apply(lambda r: keys.get(r["image"]) == r["key"], axis=1)]
+        good = good.drop_duplicates(subset=["image", "metric"], keep="last")  # (cache and journal may overlap)
         complete = good.groupby("image")["metric"].nunique()
         done = set(complete[complete == len(labels)].index)
         keep = [good[good["image"].isin(done)]]
@@ -199,18 +206,31 @@ def score_method(dataset, method_name: str, fused_dir: Path, stems, requests, sc
     todo = [s for s in stems if s not in done]
     rows, failed = [], {}
     if todo:
+        import csv
+
         triples = [(s, fused_dir / f"{s}.png", by_stem[s].a, by_stem[s].b) for s in todo]
-        for stem, values, err in score_files(triples, requests, device=device, dtype=dtype, batch_size=batch_size,
-                                             progress=progress, label=f"scoring {dataset.name}/{method_name}",
-                                             decode_cache=decode_cache):
-            if err:
-                failed[stem] = err
-                continue
-            rows += [{"image": stem, "metric": k, "value": float(v), "key": keys[stem]} for k, v in values.items()]
+        ensure_dir(score_dir)
+        fresh = not journal.is_file()
+        with open(journal, "a", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            if fresh:
+                w.writerow(["image", "metric", "value", "key"])
+            for stem, values, err in score_files(triples, requests, device=device, dtype=dtype,
+                                                 batch_size=batch_size, progress=progress,
+                                                 label=f"scoring {dataset.name}/{method_name}",
+                                                 decode_cache=decode_cache):
+                if err:
+                    failed[stem] = err
+                    continue
+                new_rows = [{"image": stem, "metric": k, "value": float(v), "key": keys[stem]} for k, v in values.items()]
+                w.writerows([[r["image"], r["metric"], repr(r["value"]), r["key"]] for r in new_rows])
+                fh.flush()  # a kill -9 now loses at most the image in flight
+                rows += new_rows
     new = pd.DataFrame(rows, columns=["image", "metric", "value", "key"])
     table = pd.concat(keep + [new], ignore_index=True) if keep else new
     with atomic_path(cache_csv) as tmp:
         table.to_csv(tmp, index=False)
+    journal.unlink(missing_ok=True)
     return table, failed
 
 
@@ -229,7 +249,8 @@ def _safe(name: str) -> str:
 
 
 def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_size: int = 4, progress: bool = True,
-             skipped: dict | None = None, write_reports: bool = True, figures: bool = True) -> EvalResult:
+             skipped: dict | None = None, write_reports: bool = True, figures: bool = True,
+             errors: dict | None = None) -> EvalResult:
     """Fuse, score and report.
 
     ``plan`` is a list of ``(dataset, [MethodRun, ...])``; ``skipped`` carries methods excluded up
@@ -241,7 +262,7 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
     run_dir = Path(run_dir)
     ensure_dir(run_dir, "run folder")
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    result = EvalResult(run_dir, skipped=dict(skipped or {}))
+    result = EvalResult(run_dir, skipped=dict(skipped or {}), errors=dict(errors or {}))
     hashes = _FileHashes()
     frames, ds_meta, used = [], {}, {}
     from ..metrics.scoring import DecodeCache
@@ -257,8 +278,12 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
             fused_dir = run_dir / "fused" / _safe(ds.name) / _safe(m.name)
             try:
                 rep = fuse_method(m, ds, fused_dir, hashes, ds.task, batch_size, progress)
-            except FusionBenchError as e:  # e.g. weights missing or unusable: skip, do not stop the run
-                result.skipped[f"{m.name} [{ds.name}]"] = str(e)
+            except FusionBenchError as e:  # e.g. an unusable checkpoint: the other methods go on, and it is reported
+                result.errors[f"{m.name} [{ds.name}]"] = str(e)
+                continue
+            except Exception as e:  # noqa: BLE001 - a method's own crash must not lose the other methods' work
+                first = (str(e).splitlines() or [""])[0][:300]
+                result.errors[f"{m.name} [{ds.name}]"] = f"crashed ({type(e).__name__}: {first})"
                 continue
             if rep.failed:
                 result.failed.setdefault((ds.name, m.name), {}).update(rep.failed)
@@ -292,7 +317,7 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
         "fusionbench": __version__, "git_commit": _git_commit(), "python": platform.python_version(),
         "torch": torch.__version__, "platform": platform.platform(), "device": str(device),
         "dtype": _dtype_name(dtype, requests), "preset": preset, "metrics": [r.label for r in requests],
-        "datasets": ds_meta, "methods": used, "skipped": result.skipped,
+        "datasets": ds_meta, "methods": used, "skipped": result.skipped, "errors": result.errors,
         "failed": {f"{d}/{m}": v for (d, m), v in result.failed.items()},
         "incomplete": result.incomplete,
         "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv),

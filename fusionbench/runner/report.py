@@ -508,7 +508,21 @@ def _caption_text(run: Run, blocks: list[Block], std: bool, style: str) -> str:
         marks = "best in **bold**, second best <ins>underlined</ins>"
         arrows = "↑/↓: higher/lower is better"
     return (f"Quantitative comparison on {where}{pre}. Values: {what} over images; {marks}; {arrows}."
-            + _partial_note(blocks, "latex" if style == "latex" else "md"))
+            + _partial_note(blocks, "latex" if style == "latex" else "md") + _left_out_note(run, esc))
+
+
+def _left_out_note(run: Run, esc) -> str:
+    """' Left out: M (reason); ...' for methods of the run that could not run (bad checkpoint, crash)."""
+    errors = run.provenance.get("errors") or {}
+    if not errors:
+        return ""
+    items = [f"{esc(name)} ({esc(_short(why))})" for name, why in errors.items()]
+    return " Left out, could not run: " + "; ".join(items) + "."
+
+
+def _short(why: str, n: int = 90) -> str:
+    why = why.split(": ", 1)[-1] if why.startswith("/") else why  # drop a leading file path
+    return why if len(why) <= n else why[: n - 1].rstrip() + "…"
 
 
 def render_markdown(run: Run, blocks: list[Block], std: bool = False) -> str:
