@@ -188,6 +188,8 @@ def score_method(dataset, method_name: str, fused_dir: Path, stems, requests, sc
     cols = ["image", "metric", "value", "key"]
     parts = [t for t in parts if set(cols) <= set(t.columns)]  # (a damaged file lacks them: ignored)
     old = pd.concat([t[cols] for t in parts], ignore_index=True).dropna(subset=["key"]) if parts else None
+    if old is not None:  # a line cut by a kill may have left text in the value column
+        old["value"] = pd.to_numeric(old["value"], errors="coerce")
     by_stem = {p.stem: p for p in dataset.pairs}
     keys = {}
     for s in stems:
@@ -227,7 +229,8 @@ def score_method(dataset, method_name: str, fused_dir: Path, stems, requests, sc
                 fh.flush()  # a kill -9 now loses at most the image in flight
                 rows += new_rows
     new = pd.DataFrame(rows, columns=["image", "metric", "value", "key"])
-    table = pd.concat(keep + [new], ignore_index=True) if keep else new
+    table = pd.concat([t for t in keep + [new] if len(t)] or [new], ignore_index=True)
+    table["value"] = table["value"].astype("float64")  # (an empty frame would make the column object)
     with atomic_path(cache_csv) as tmp:
         table.to_csv(tmp, index=False)
     journal.unlink(missing_ok=True)
