@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .errors import DataError, FusionBenchError
+from .errors import DataError, FusionBenchError, ImageTooSmallError
 from .io import read_image, write_image
 
 
@@ -34,6 +34,7 @@ class FuseReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)  # results-folder methods: no output provided
+    notes: dict[str, list] = field(default_factory=dict)  # observation -> stems (degenerate inputs)
 
     @property
     def ok(self) -> bool:
@@ -134,6 +135,17 @@ def fuse_pairs(
                 arr_b = [read_image(j.b) for j in batch]
                 a, b = _to_tensor(arr_a, device), _to_tensor(arr_b, device)
                 h, w = a.shape[-2:]
+                info = getattr(fuser, "info", None)
+                minimum = int(getattr(info, "min_size", 16))
+                if h < minimum or w < minimum:
+                    raise ImageTooSmallError(f"{batch[0].a.name}: {w}x{h} pixels is below the {minimum}x{minimum} "
+                                             f"{getattr(info, 'display', 'this method')} is run on")
+                flat = [(x.flatten(1).amax(1) == x.flatten(1).amin(1)) for x in (a, b)]
+                for j, ca, cb in zip(batch, *flat):
+                    if bool(ca) and bool(cb):
+                        report.notes.setdefault("both sources constant (the output is whatever the method's protocol "
+                                                "makes of a flat input, e.g. ReFusion's min-max stretch of its "
+                                                "near-constant output)", []).append(j.stem)
                 if h * w > max_pixels and fuser.tile_halo is not None:
                     fused = fuse_tiled(fuser, a, b, tile, fuser.tile_halo)
                 else:
@@ -144,6 +156,8 @@ def fuse_pairs(
                     sub = fuse_pairs(fuser, batch, 1, max_pixels, tile, is_done, on_written, progress=False)
                     report.done += sub.done
                     report.failed.update(sub.failed)
+                    for k, v in sub.notes.items():
+                        report.notes.setdefault(k, []).extend(v)
                 else:
                     report.failed[batch[0].stem] = _one_line(e, batch[0])
                 bar.update(len(batch))
@@ -173,6 +187,8 @@ def jobs_for(pairs, out_dir: Path, ext: str = ".png") -> list[PairJob]:
 
 def summarise(report: FuseReport, out=None) -> str:
     lines = [f"fused {len(report.done)}, kept {len(report.skipped)} existing, failed {len(report.failed)}"]
+    for msg, stems in report.notes.items():
+        lines.append(f"  note: {msg}: {', '.join(stems[:8])}{' ...' if len(stems) > 8 else ''}")
     for stem, msg in sorted(report.failed.items()):
         lines.append(f"  failed {stem}: {msg}")
     return os.linesep.join(lines)

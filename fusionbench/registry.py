@@ -77,6 +77,9 @@ class MethodInfo:
     notes: str = ""
     aliases: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
+    #: smallest side (pixels) the method is run on; below it every 3x3 convolution / pyramid level is mostly
+    #: padding and the output says nothing (16 is also the smallest size the metrics score)
+    min_size: int = 16
 
     def __post_init__(self):
         if self.kind not in KINDS:

@@ -15,7 +15,7 @@ def fake_methods(fake_registry):
     return fake_registry
 
 
-def make_pairs(root, sizes=((16, 20), (16, 20), (12, 8)), rgb_b=False):
+def make_pairs(root, sizes=((16, 20), (16, 20), (24, 18)), rgb_b=False):
     rng = np.random.default_rng(0)
     for i, (h, w) in enumerate(sizes):
         write_image(root / "ir" / f"p{i}.png", rng.integers(0, 256, (h, w), dtype=np.uint8))
@@ -72,10 +72,10 @@ def test_wrong_checkpoint_names_shapes(tmp_path):
 
 def test_size_mismatch_and_failure_reported_rest_written(tmp_path):
     ir, vi = make_pairs(tmp_path)
-    write_image(vi / "p2.png", np.zeros((5, 5), np.uint8))  # now 12x8 vs 5x5
+    write_image(vi / "p2.png", np.zeros((5, 5), np.uint8))  # now 18x24 vs 5x5
     r = run("fuse", "-m", "fake-mean", "--ir", ir, "--vi", vi, "--out", tmp_path / "o")
     assert r.exit_code == 1
-    assert "size mismatch" in r.output and "p2" in r.output and "8x12" in r.output
+    assert "size mismatch" in r.output and "p2" in r.output and "18x24" in r.output
     assert (tmp_path / "o" / "p0.png").is_file() and (tmp_path / "o" / "p1.png").is_file()
 
 
@@ -116,8 +116,8 @@ def test_bad_paths_are_usage_errors(tmp_path):
 def test_sixteen_bit_input_is_scaled(tmp_path):
     from PIL import Image
 
-    ir, vi = make_pairs(tmp_path, sizes=((4, 4),))
-    Image.fromarray(np.full((4, 4), 65535, np.uint16)).save(ir / "p0.png")
+    ir, vi = make_pairs(tmp_path, sizes=((16, 16),))
+    Image.fromarray(np.full((16, 16), 65535, np.uint16)).save(ir / "p0.png")
     assert read_image(ir / "p0.png").max() == 255
     r = run("fuse", "-m", "fake-mean", "--ir", ir, "--vi", vi, "--out", tmp_path / "o")
     assert r.exit_code == 0, r.output
@@ -149,3 +149,13 @@ def test_weights_download_file_url(tmp_path, monkeypatch, fake_methods):
     with pytest.raises(WeightsError, match="expected 1111"):
         download(bad)
     assert not (p.parent.parent / "fake-bad" / "fake.pt").exists()
+
+
+def test_tiny_images_refused_and_constant_sources_noted(tmp_path):
+    ir, vi = make_pairs(tmp_path, sizes=((1, 1), (32, 32)))
+    write_image(ir / "p1.png", np.zeros((32, 32), np.uint8))
+    write_image(vi / "p1.png", np.full((32, 32), 9, np.uint8))
+    r = run("fuse", "-m", "fake-mean", "--ir", ir, "--vi", vi, "--out", tmp_path / "o")
+    assert r.exit_code == 1
+    assert "failed p0: p0.png: 1x1 pixels is below the 16x16 FakeMean is run on" in r.output
+    assert "note: both sources constant" in r.output and (tmp_path / "o" / "p1.png").is_file()

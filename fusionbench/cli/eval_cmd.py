@@ -137,6 +137,8 @@ def eval_(pattern, data, metrics, preset, results, out, device, dtype, batch_siz
     _print_skipped(skipped)
     result = run_eval(plan, requests, run_dir, preset, dev, dt, batch_size=batch_size, progress=not quiet,
                       skipped=skipped, errors=errors, write_reports=True, figures=not no_figures)
+    for msg, stems in result.notes.items():
+        click.echo(f"note: {msg}: {', '.join(stems[:8])}{' ...' if len(stems) > 8 else ''}", err=True)
     for key, stems in result.incomplete.items():
         click.echo(f"note: {key} covers {len(stems)} image(s) fewer than the dataset (results folder has no output for them)", err=True)
     _print_summary(run_dir)

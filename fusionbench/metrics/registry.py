@@ -89,7 +89,9 @@ _TABLE = [
      "a correlation with a constant image counts as 0"),
     ("PSNR", ("peak_signal_to_noise_ratio",), True, True,
      "peak signal-to-noise ratio of F against the sources, in dB",
-     "+inf when F equals both sources; -inf when the peak is 0 and the error is not"),
+     "+inf when F equals both sources, as both references give (their division by a zero error; not capped, "
+     "unlike torchmetrics/skimage, so that tables match papers), also for all-black images where the CDDFuse "
+     "evaluator's 0/0 gives NaN; -inf when F's peak is 0 and the error is not (the evaluator's log10(0))"),
     ("CE", ("cross_entropy",), False, True,
      "cross entropy (KL divergence) of each source's histogram relative to F's, in bits, averaged",
      "always finite: bins where either histogram is empty are skipped (0 when nothing is left)"),

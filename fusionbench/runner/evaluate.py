@@ -55,6 +55,7 @@ class EvalResult:
     errors: dict = field(default_factory=dict)  # "method [dataset]" -> why it could not run (bad checkpoint, crash)
     failed: dict = field(default_factory=dict)  # (dataset, method) -> {stem: message}
     incomplete: dict = field(default_factory=dict)  # "dataset/method" -> stems a results folder lacks
+    notes: dict = field(default_factory=dict)  # "dataset/method: observation" -> stems (degenerate inputs)
     n_scores: int = 0
 
     @property
@@ -290,6 +291,8 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
                 continue
             if rep.failed:
                 result.failed.setdefault((ds.name, m.name), {}).update(rep.failed)
+            for msg, stems in getattr(rep, "notes", {}).items():
+                result.notes.setdefault(f"{ds.name}/{m.name}: {msg}", []).extend(stems)
             if rep.missing:
                 result.incomplete[f"{ds.name}/{m.name}"] = rep.missing
             stems = [p.stem for p in ds.pairs if p.stem not in rep.failed and p.stem not in rep.missing]
@@ -322,7 +325,7 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
         "dtype": _dtype_name(dtype, requests), "preset": preset, "metrics": [r.label for r in requests],
         "datasets": ds_meta, "methods": used, "skipped": result.skipped, "errors": result.errors,
         "failed": {f"{d}/{m}": v for (d, m), v in result.failed.items()},
-        "incomplete": result.incomplete,
+        "incomplete": result.incomplete, "notes": result.notes,
         "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv),
     }
     write_text_atomic(run_dir / "provenance.json", json.dumps(prov, indent=2))
