@@ -21,13 +21,14 @@ C_SOURCE = r"""
 int fb_abi_version(void) { return FB_ABI_VERSION; }
 
 /* ---------------------------------------------------------------------------------------
- * luma as OpenCV's optimised float32 BGR2GRAY: fma(R, 0.299f, fma(B, 0.114f, G*0.587f)), each
- * multiply-add an exact double product and sum rounded to float; rounded half to even, as uint8
+ * luma as OpenCV's optimised float32 BGR2GRAY: fmaf(R, 0.299f, fmaf(B, 0.114f, G*0.587f)) (the
+ * hardware fused multiply-add OpenCV's SIMD path uses; equal, on every colour, to the eager path's
+ * exact float64 product-and-sum rounded to float32); rounded half to even, as uint8
  * ------------------------------------------------------------------------------------- */
 static inline uint8_t luma_px(uint8_t r, uint8_t g, uint8_t b) {
     float y = (float)g * 0.587f;
-    y = (float)((double)b * (double)0.114f + (double)y);
-    y = (float)((double)r * (double)0.299f + (double)y);
+    y = fmaf((float)b, 0.114f, y);
+    y = fmaf((float)r, 0.299f, y);
     /* no clamp needed: 0 <= y <= 255 * (0.114f + 0.587f + 0.299f) < 255.5 (checked on every colour) */
     return (uint8_t)(int)rintf(y);
 }
