@@ -31,23 +31,6 @@ def _entry(name, display, paper, kind, tasks, inputs, colour, code, code_licence
 
 ENTRIES = [
     _entry(
-        "sdnet", "SDNet",
-        Paper("SDNet: A Versatile Squeeze-and-Decomposition Network for Real-Time Image Fusion",
-              "International Journal of Computer Vision", 2021),
-        "cnn", ("ivif", "mif", "mfif", "meif"),
-        "grey IR + grey (or Y of colour) VIS, in [-1, 1]",
-        "fuses Y; colour is restored by the authors' MATLAB output_process.m (YCbCr)",
-        "https://github.com/HaoZhang1018/SDNet", "none stated",
-        "TensorFlow 1.x code (tf.placeholder, scipy.misc.imread: needs scipy<1.2). IVIF: in IR_VIS/, put the pairs "
-        "in Test_ir/ and Test_vi/ as 1.bmp, 2.bmp, ... (test.py reads *.bmp/*.tif and sorts them by the integer "
-        "name); for colour visible images run RGB2YCbCr/input_process.m first. Run `CUDA_VISIBLE_DEVICES=0 python "
-        "test.py`; it loads ./checkpoint/IRVIS.model-10 (the IR_VIS checkpoint was not in the repository snapshot "
-        "we could inspect: unverified that it is published) and writes result/epoch10/<k>.png for the k-th pair; "
-        "for colour run RGB2YCbCr/output_process.m. Medical/, Multi_focus/ and Multi_exposure/ hold the other "
-        "tasks' scripts and checkpoints (Medical.model-29, MFF.model-19, MEF.model-11).",
-        notes="TNO outputs of the official code are in ../shared/data/tno/fused/SDNet (from Linfeng-Tang/Image-Fusion).",
-    ),
-    _entry(
         "defusion", "DeFusion",
         Paper("Fusion from Decomposition: A Self-Supervised Decomposition Approach for Image Fusion",
               "European Conference on Computer Vision (ECCV)", 2022),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-PORT_MODULES = ("ifcnn", "densefuse", "didfuse", "seafusion", "tardal", "lrrnet", "datfuse")
+PORT_MODULES = ("ifcnn", "densefuse", "didfuse", "seafusion", "tardal", "lrrnet", "datfuse", "sdnet")
 
 
 def _collect():
