@@ -84,10 +84,12 @@ ENTRIES = [
         "https://github.com/hanna-xu/MURF", "none stated",
         "TensorFlow 1.x (tf.contrib, scipy.misc). Registration and fusion in three tasks; for fusing already aligned "
         "pairs use task 3: in RGB-IR/fine_registration_and_fusion/ put the pairs in test_imgs/RGB/ and test_imgs/IR/ "
-        "(same file names), keep the checkpoint in models/finetuning/, run `CUDA_VISIBLE_DEVICES=0 python test.py`; "
-        "outputs results/fused_img/<stem>.jpg (the network runs at 512x512: inputs are resized to 512x512 and the "
-        "output resized back, saved as JPEG). CT-MRI/ and PET-MRI/ hold the medical versions (same structure; "
-        "unverified in detail).",
+        "(same file names; the IR image must be 1-channel), keep the checkpoint in models/finetuning/ (the one "
+        "test.py restores), run `CUDA_VISIBLE_DEVICES=0 python test.py`; outputs results/fused_img/<name> in the "
+        "input's format (JPEG for .jpg inputs). The network runs at 1240x1240 (test.py's N = 1240; both sources are "
+        "resized to it, aspect ratio not kept, and the output resized back), its batch norm uses the test image's "
+        "own statistics (is_training=True at test time), and the colour output is recoloured with the warped "
+        "visible image's Cb/Cr. CT-MRI/ and PET-MRI/ hold the medical versions (models/0000.ckpt).",
     ),
     _entry(
         "ddfm", "DDFM",
@@ -98,10 +100,16 @@ ENTRIES = [
         "https://github.com/Zhaozixiang1228/MMIF-DDFM", "none stated",
         "PyTorch; needs OpenAI guided-diffusion's unconditional 256x256 ImageNet DDPM checkpoint "
         "256x256_diffusion_uncond.pt (from github.com/openai/guided-diffusion) in ./models/ - a large pretrained "
-        "model, and sampling (100 respaced steps, seed 3407) is slow without a GPU. Put the pairs in input/ir/ and "
-        "input/vi/ (same file names), run `python sample.py`; outputs output/recon/<stem>.png. sample.py crops both "
-        "sources to a multiple of 32 in height and width (top-left kept), so outputs are smaller than sources whose "
-        "size is not a multiple of 32: pad the outputs back or score on equally cropped sources.",
+        "model, ~2.2 GB; check that models/256x256_diffusion_uncond.pt is there and complete: when it cannot be "
+        "loaded guided_diffusion/unet.py prints 'Randomly initialize' and sampling goes on with a random model, "
+        "giving meaningless outputs without an error), and sampling (100 respaced steps, seed 3407) is slow "
+        "without a GPU. sample.py lists input/ir/ but reads the infrared image from input/vi/<name> and the visible "
+        "one from input/ir/<name> (the folders are swapped in the code): put the visible images in input/ir/ and "
+        "the infrared ones in input/vi/ (same file names), run `python sample.py`; outputs output/recon/<stem>.png. "
+        "sample.py crops both sources to a multiple of 32 in height and width (top-left kept), so outputs are "
+        "smaller than sources whose size is not a multiple of 32: pad the outputs back or score on equally cropped "
+        "sources. A native port would need the 2.2 GB guided-diffusion UNet and the DDFM EM-guided sampler; not "
+        "attempted (the checkpoint is not obtainable here).",
     ),
     _entry(
         "segmif", "SegMiF",
