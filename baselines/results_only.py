@@ -47,20 +47,6 @@ ENTRIES = [
         "image is results/<name in the yaml>/test_images/<stem>_recover.png (beside _common/_upper/_lower).",
     ),
     _entry(
-        "metafusion", "MetaFusion",
-        Paper("MetaFusion: Infrared and Visible Image Fusion via Meta-Feature Embedding from Object Detection",
-              "IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)", 2023),
-        "cnn", ("ivif",),
-        "IR + RGB visible", "fuses the V (brightness) channel of HSV and keeps the visible hue/saturation",
-        "https://github.com/wdzhao123/MetaFusion", "none stated",
-        "PyTorch, device hard-coded to cuda:0. Run `python test.py --checkpoint ./weight/model_weight.pth "
-        "--test_ir_root IR_DIR --test_vis_root VIS_DIR --save_path OUT_DIR` (defaults: --blocks 3, --save_path ./res/). "
-        "The repository's README is empty: where to download weight/model_weight.pth is unverified. The loader pairs "
-        "IR and VIS files by sorted order (not by name) and resizes every input to 512x384 (utils/dataloader.py), so "
-        "outputs are 512x384: resize them back to the source size before scoring. Outputs keep the input file name "
-        "for paths containing 'TNO', otherwise <stem>.jpg.",
-    ),
-    _entry(
         "cddfuse", "CDDFuse",
         Paper("CDDFuse: Correlation-Driven Dual-Branch Feature Decomposition for Multi-Modality Image Fusion",
               "IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)", 2023),
