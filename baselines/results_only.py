@@ -47,21 +47,6 @@ ENTRIES = [
         "image is results/<name in the yaml>/test_images/<stem>_recover.png (beside _common/_upper/_lower).",
     ),
     _entry(
-        "cddfuse", "CDDFuse",
-        Paper("CDDFuse: Correlation-Driven Dual-Branch Feature Decomposition for Multi-Modality Image Fusion",
-              "IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)", 2023),
-        "transformer", ("ivif", "mif"),
-        "grey (cv2 GRAY) IR/VIS or CT-PET-SPECT/MRI in [0, 1]", "grey in, grey out (min-max stretched to 0..255)",
-        "https://github.com/Zhaozixiang1228/MMIF-CDDFuse", "none stated",
-        "PyTorch, CUDA required (.cuda() in the scripts). Checkpoints models/CDDFuse_IVF.pth and models/CDDFuse_MIF.pth "
-        "(the repository's README says they are in models/; not obtainable here: >4 MB). IVIF: put pairs in "
-        "test_img/<Dataset>/ir and test_img/<Dataset>/vi (same file names), add <Dataset> to the list in test_IVF.py "
-        "(ships with TNO, RoadScene), run `python test_IVF.py`; outputs test_result/<Dataset>/<stem>.png. MIF: "
-        "test_img/MRI_CT/{MRI,CT} (MRI_PET, MRI_SPECT likewise), `python test_MIF.py`; it runs CDDFuse_IVF.pth then "
-        "CDDFuse_MIF.pth into the same test_result/<Dataset>/ folder, so the files left are CDDFuse_MIF's.",
-        notes="The CDDFuse 25-pair TNO and 50-pair RoadScene test splits are registered as tno25 and roadscene50.",
-    ),
-    _entry(
         "murf", "MURF",
         Paper("MURF: Mutually Reinforcing Multi-Modal Image Registration and Fusion",
               "IEEE Transactions on Pattern Analysis and Machine Intelligence", 2023),

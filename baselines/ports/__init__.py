@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-PORT_MODULES = ("ifcnn", "densefuse", "didfuse", "seafusion", "tardal", "lrrnet", "datfuse", "sdnet", "metafusion")
+PORT_MODULES = ("ifcnn", "densefuse", "didfuse", "seafusion", "tardal", "lrrnet", "datfuse", "sdnet", "metafusion", "cddfuse")
 
 
 def _collect():
