@@ -47,22 +47,6 @@ ENTRIES = [
         "image is results/<name in the yaml>/test_images/<stem>_recover.png (beside _common/_upper/_lower).",
     ),
     _entry(
-        "murf", "MURF",
-        Paper("MURF: Mutually Reinforcing Multi-Modal Image Registration and Fusion",
-              "IEEE Transactions on Pattern Analysis and Machine Intelligence", 2023),
-        "cnn", ("ivif", "mif"),
-        "RGB visible + grey IR (RGB-IR); CT/PET + MRI", "fuses to RGB for RGB-IR",
-        "https://github.com/hanna-xu/MURF", "none stated",
-        "TensorFlow 1.x (tf.contrib, scipy.misc). Registration and fusion in three tasks; for fusing already aligned "
-        "pairs use task 3: in RGB-IR/fine_registration_and_fusion/ put the pairs in test_imgs/RGB/ and test_imgs/IR/ "
-        "(same file names; the IR image must be 1-channel), keep the checkpoint in models/finetuning/ (the one "
-        "test.py restores), run `CUDA_VISIBLE_DEVICES=0 python test.py`; outputs results/fused_img/<name> in the "
-        "input's format (JPEG for .jpg inputs). The network runs at 1240x1240 (test.py's N = 1240; both sources are "
-        "resized to it, aspect ratio not kept, and the output resized back), its batch norm uses the test image's "
-        "own statistics (is_training=True at test time), and the colour output is recoloured with the warped "
-        "visible image's Cb/Cr. CT-MRI/ and PET-MRI/ hold the medical versions (models/0000.ckpt).",
-    ),
-    _entry(
         "ddfm", "DDFM",
         Paper("DDFM: Denoising Diffusion Model for Multi-Modality Image Fusion",
               "IEEE/CVF International Conference on Computer Vision (ICCV)", 2023),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 
-PORT_MODULES = ("ifcnn", "densefuse", "didfuse", "seafusion", "tardal", "lrrnet", "datfuse", "sdnet", "metafusion", "cddfuse")
+PORT_MODULES = ("ifcnn", "densefuse", "didfuse", "seafusion", "tardal", "lrrnet", "datfuse", "sdnet", "metafusion", "cddfuse", "murf")
 
 
 def _collect():

@@ -184,7 +184,7 @@ ENTRIES = [
         name="sdnet",
         display="SDNet",
         paper=Paper("SDNet: A Versatile Squeeze-and-Decomposition Network for Real-Time Image Fusion",
-                    "International Journal of Computer Vision", 2021, "https://doi.org/10.1007/s11263-021-01501-8"),
+                    "International Journal of Computer Vision", 2021),
         kind="cnn",
         tasks=("ivif", "mif", "meif", "mfif"),
         inputs="two grey images (PIL YCbCr -> F luma), (x - 127.5) / 127.5",
