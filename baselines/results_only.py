@@ -45,6 +45,8 @@ ENTRIES = [
         "data/multi_exposure_dataset.py as shipped). Run `python test.py -opt option/test/IVF_Test_Dataset.yaml` "
         "(the README writes --opt options/test/...; the script's flag is -opt and the folder is option/). The fused "
         "image is results/<name in the yaml>/test_images/<stem>_recover.png (beside _common/_upper/_lower).",
+        notes="A native port needs the pretrained model, hosted on Google Drive only (not obtainable here): the "
+              "network is a plain PyTorch model, so with the file a port is a new baselines/ports module.",
     ),
     _entry(
         "ddfm", "DDFM",
@@ -78,6 +80,8 @@ ENTRIES = [
         "(vi_path .../Visible/, ir_path .../Infrared/, label_path .../Label/, mask_path .../Mask2/, save path "
         ".../Fused_images/): edit them to your folders (the loader also reads a label and a mask per image), run "
         "`python test_fusion.py`; outputs <save path>/<file name>.",
+        notes="A native port needs the two checkpoints, hosted on Google Drive only (not obtainable here), and the "
+              "per-image segmentation label and mask its loader reads.",
     ),
     _entry(
         "fusiongan", "FusionGAN",
