@@ -18,7 +18,6 @@ the config, so ``--resume`` continues bit-for-bit on the same device and thread 
 from __future__ import annotations
 
 import csv
-import math
 import os
 import random
 import signal

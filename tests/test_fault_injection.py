@@ -7,7 +7,6 @@ One seed per command runs in the default suite; ``-m slow`` runs four more each.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import random
 import signal
@@ -135,16 +134,15 @@ def test_train_survives_sigkill(tmp_path, seed):
     t_clean = _timed(args(tmp_path / "clean"))
     rng = random.Random(200 + seed)
     out = tmp_path / "killed"
-    killed = _kill_after(args(out), rng.uniform(0.5, t_clean))
+    _kill_after(args(out), rng.uniform(0.5, t_clean))
     if (out / "checkpoint.pt").is_file():
         ck = torch.load(out / "checkpoint.pt", weights_only=False)
         with open(out / "log.csv", newline="") as fh:
             logged = max((int(r["step"]) for r in csv.DictReader(fh)), default=0)
         assert ck["step"] >= logged - 1  # at most the iteration in flight is redone
         r = _run(args(out, "--resume"))
-    else:  # killed before its first checkpoint: a fresh start (no half-made run folder blocks it)
-        assert not killed or not (out / "checkpoint.pt").exists()
-        r = _run(args(out, "--resume") if (out / "checkpoint.pt").exists() else args(out))
+    else:  # killed before its first checkpoint: a fresh start (a half-made run folder does not block it)
+        r = _run(args(out))
     assert r.returncode == 0, r.stderr
     a = torch.load(tmp_path / "clean" / "checkpoint.pt", weights_only=False)
     b = torch.load(out / "checkpoint.pt", weights_only=False)
@@ -156,4 +154,3 @@ def test_train_survives_sigkill(tmp_path, seed):
         la = [(r["step"], r["L_f"]) for r in csv.DictReader(fa)]
         lb = [(r["step"], r["L_f"]) for r in csv.DictReader(fb)]
     assert la == lb
-    json.dumps(b["config"])  # (the stored config stays plain data)
