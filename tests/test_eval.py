@@ -184,3 +184,11 @@ def test_sources_are_decoded_once_for_all_methods(tmp_path, monkeypatch):
     assert len(seen) - len(sources) == 3 * 3  # every method's fused images, once each
     scores = pd.read_csv(tmp_path / "run" / "scores.csv")
     assert scores.groupby("method")["image"].nunique().tolist() == [3, 3, 3]
+
+
+def test_provenance_says_which_kernels_scored(tmp_path):
+    data = make_data(tmp_path / "d")
+    r = evaluate(data, tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert prov["metric_kernels"].startswith(("native CPU kernels", "eager torch"))

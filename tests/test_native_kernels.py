@@ -267,3 +267,31 @@ def test_parallel_scoring_reraises_a_chunk_failure(monkeypatch):
         scoring._run_parallel(run, list(range(6)), 2)
     assert 3 in calls
     assert scoring._run_parallel(lambda i, s: i * 2, [1, 2, 3], 3) == [2, 4, 6]
+
+
+def test_a_folder_others_can_write_is_not_loaded_from(tmp_path):
+    """The compiled library is only loaded from a folder and file of this user that no one else can write: a
+    folder of another user (e.g. planted in a shared /tmp) is refused, the eager kernels run instead and
+    status() says why; a lax folder of our own is made private and its library rebuilt."""
+    import os
+    import subprocess
+    import sys
+
+    planted = tmp_path / "cache"
+    lib_dir = planted / "native"
+    lib_dir.mkdir(parents=True)
+    env = {**os.environ, "FUSIONBENCH_CACHE": str(planted)}
+    code = "from fusionbench.metrics import _native; print(_native.status())"
+
+    def status():
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+        return out.stdout.strip() + out.stderr
+
+    assert status() == "loaded"
+    so = next(lib_dir.glob("fb_cddfuse_*.so"))
+    lib_dir.chmod(0o777)
+    so.write_bytes(b"tampered")  # someone wrote into our lax folder
+    assert status() == "loaded" and (lib_dir.stat().st_mode & 0o777) == 0o755 and so.read_bytes() != b"tampered"
+    if os.geteuid() == 0:  # can hand the folder to another user
+        os.chown(lib_dir, 12345, 12345)
+        assert "belongs to uid 12345, not to this user" in status()

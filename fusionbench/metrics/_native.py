@@ -79,6 +79,29 @@ def _cpu_key() -> str:
     return platform.processor() or platform.machine()
 
 
+def _check_private(path: Path) -> None:
+    """Refuse a library folder or file another user could have written: it must be this user's and no symbolic
+    link (a predictable folder in a shared /tmp could otherwise be planted by someone else). A folder of ours
+    that group or others could write is made private, and any library already in it is removed (it could
+    have been replaced), so it is compiled again."""
+    if not hasattr(os, "getuid"):
+        return
+    import stat as _stat
+
+    st = os.lstat(path)
+    if _stat.S_ISLNK(st.st_mode):
+        raise RuntimeError(f"{path} is a symbolic link: not loading native code through it")
+    if st.st_uid != os.getuid():
+        raise RuntimeError(f"{path} belongs to uid {st.st_uid}, not to this user: not loading native code from it")
+    if st.st_mode & 0o022:
+        if _stat.S_ISDIR(st.st_mode):
+            os.chmod(path, st.st_mode & 0o755)
+            for old in Path(path).glob("fb_cddfuse_*.so"):
+                old.unlink()
+        else:
+            Path(path).unlink()
+
+
 def _build() -> ctypes.CDLL:
     cc = _compiler()
     if cc is None:
@@ -88,13 +111,16 @@ def _build() -> ctypes.CDLL:
     name = f"fb_cddfuse_{key.hexdigest()[:20]}.so"
     d = _cache_dir()
     try:
-        d.mkdir(parents=True, exist_ok=True)
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not os.access(d, os.W_OK):
             raise PermissionError(d)
     except OSError:  # read-only home: a per-user temporary directory
         d = Path(tempfile.gettempdir()) / f"fusionbench-native-{os.getuid() if hasattr(os, 'getuid') else 0}"
-        d.mkdir(parents=True, exist_ok=True)
+        d.mkdir(exist_ok=True, mode=0o700)
+    _check_private(d)
     so = d / name
+    if so.exists():
+        _check_private(so)  # (a library others could have written is removed and built again)
     if not so.is_file():
         with tempfile.TemporaryDirectory(dir=d) as tmp:
             src = Path(tmp) / "fb_kernels.c"
@@ -104,6 +130,7 @@ def _build() -> ctypes.CDLL:
                                timeout=300)
             if r.returncode != 0:
                 raise RuntimeError(f"{cc} failed: {r.stderr.strip()[-2000:]}")
+            os.chmod(out, 0o755)  # not group-writable whatever the umask
             os.replace(out, so)  # atomic: concurrent builders agree on the content
     lib = ctypes.CDLL(str(so))
     lib.fb_abi_version.restype = ctypes.c_int

@@ -238,6 +238,19 @@ def score_method(dataset, method_name: str, fused_dir: Path, stems, requests, sc
     return table, failed
 
 
+def _kernels(device) -> str:
+    """Which code computed the scores: the native CPU kernels (cddfuse preset, uint8) or eager torch, and why."""
+    import torch
+
+    if torch.device(device).type != "cpu":
+        return f"eager torch on {device}"
+    from ..metrics import _native
+
+    st = _native.status()
+    return "native CPU kernels where applicable (cddfuse preset), eager torch otherwise" if st == "loaded" else \
+        f"eager torch (native kernels {st})"
+
+
 def _dtype_name(dtype, requests) -> str:
     """The precision of a run: "float32", or for ``--dtype auto`` each preset's, e.g. "auto (cddfuse float32)"."""
     if dtype is not None:
@@ -325,7 +338,7 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
         "dtype": _dtype_name(dtype, requests), "preset": preset, "metrics": [r.label for r in requests],
         "datasets": ds_meta, "methods": used, "skipped": result.skipped, "errors": result.errors,
         "failed": {f"{d}/{m}": v for (d, m), v in result.failed.items()},
-        "incomplete": result.incomplete, "notes": result.notes,
+        "incomplete": result.incomplete, "notes": result.notes, "metric_kernels": _kernels(device),
         "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv),
     }
     write_text_atomic(run_dir / "provenance.json", json.dumps(prov, indent=2))
