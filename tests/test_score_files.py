@@ -79,3 +79,17 @@ def test_a_decode_cache_carries_sources_across_calls_and_notices_changes(shared_
     changed = _run(shared_sources[:4], decode_cache=cache)
     assert ir0.name in seen[n:]
     assert changed["0_0"][0]["MI"] != first["0_0"][0]["MI"]
+
+
+def test_the_library_leaves_the_allocator_alone(tmp_path):
+    """glibc's malloc settings are process-wide: score_files never changes them (the CLI commands opt in)."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, torch; from fusionbench.io import write_image; "
+            "from fusionbench.metrics import scoring as S; import pathlib; d = pathlib.Path(%r); "
+            "[write_image(d / f'{r}.png', np.full((32, 32, 1), 9, np.uint8)) for r in 'fab']; "
+            "list(S.score_files([('x', d / 'f.png', d / 'a.png', d / 'b.png')], 'EN', progress=False)); "
+            "print(S._ALLOCATOR_TUNED)") % str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "False", out.stdout + out.stderr

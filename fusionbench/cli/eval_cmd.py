@@ -127,6 +127,9 @@ def eval_(pattern, data, metrics, preset, results, out, device, dtype, batch_siz
 
     dev, dt = pick_device(device), pick_dtype(dtype)
     requests = parse_metrics(metrics, preset=preset)
+    from ..metrics.scoring import tune_allocator
+
+    tune_allocator()  # a process-wide malloc setting: the command's choice, never the library's
     datasets = [open_dataset(d) for d in (data or ("sample",))]
     res = parse_results_args(results)
     plan, skipped = build_plan(datasets, pattern, res, dev, weights_path)

@@ -60,6 +60,9 @@ def score(ir, vi, fused, metrics, preset, device, dtype, batch_size, out, skip_m
 
     preset_name = get_preset(preset).name
     requests = parse_metrics(metrics, preset=preset_name)
+    from ..metrics.scoring import tune_allocator
+
+    tune_allocator()  # a process-wide malloc setting: the command's choice, never the library's
     if out:
         from ..io import ensure_dir
 

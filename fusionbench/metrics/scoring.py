@@ -64,9 +64,9 @@ def tune_allocator() -> bool:
     Metric kernels allocate and free many image-sized temporaries. By default glibc serves blocks
     above 128 KiB to 32 MiB with fresh ``mmap`` pages or trims the heap after a free, so every
     temporary costs page faults and page zeroing; on 640x480 images that was measured to make VIF
-    and Qabf up to 1.7x slower. This raises the mmap and trim thresholds for the process. Called
-    by ``fusionbench score`` and ``eval``; library users may call it themselves. Returns whether
-    the setting was applied.
+    and Qabf up to 1.7x slower. This raises the mmap and trim thresholds for the whole process, so the
+    library never calls it on its own: the ``fusionbench`` commands that score (``score``, ``eval``) do,
+    and library users may opt in. Returns whether the setting was applied.
     """
     global _ALLOCATOR_TUNED
     if _ALLOCATOR_TUNED:
@@ -495,8 +495,6 @@ def score_files(triples: Iterable[tuple], requests, device=None, dtype: torch.dt
     reqs = _as_requests(requests, preset)
     device = torch.device(device) if device is not None else torch.device("cpu")
     cpu = device.type == "cpu"
-    if cpu:
-        tune_allocator()
     triples = [(str(s), Path(f), Path(a), Path(b)) for s, f, a, b in triples]
     rules = OrderedDict((r.preset, get_preset(r.preset).sixteen_bit) for r in reqs)
     rule16 = " / ".join(f"{SIXTEEN_BIT_RULES[rule]} ({name})" for name, rule in rules.items())
