@@ -152,38 +152,27 @@ CDDFUSE_NOTES["RMSE"] = ("extension: sqrt of the evaluator's MSE (mean of the tw
                          "luma), in grey levels, so that PSNR = 20 log10(max F / RMSE)")
 
 
-def _register_vifb_kernels() -> None:
-    """Add CE, EI, Qcb and Qcv on luma, using the VIFB preset's kernels.
+#: metrics the evaluator lacks, computed on the same rounded luma images with VIFB's kernels (the vifb
+#: module's functions; on a single-channel image VIFB's per-channel averaging does nothing)
+VIFB_EXTENSIONS = {
+    "CE": "extension: VIFB's Cross_entropy (KL divergence of each source's 256-bin histogram from F's, bits, "
+          "bins where either is empty skipped, mean over the two sources) on the rounded luma images",
+    "EI": "extension: VIFB's Edge_intensity (Sobel correlation with replicate borders, mean magnitude) on the "
+          "rounded luma of F",
+    "Qcb": "extension: VIFB's Qcb (Chen-Blum; min-max normalisation, CSF, local contrast, saliency weights) on "
+           "the rounded luma images",
+    "Qcv": "extension: VIFB's Qcv (Chen-Varshney; min-max normalisation, 16x16 blocks, Mannos-Sakrison CSF) on "
+           "the rounded luma images",
+}
 
-    The CDDFuse evaluator has none of these four. They run on the same rounded luma images as the
-    other cddfuse metrics, with VIFB's definition otherwise; on a single-channel image VIFB's
-    per-channel averaging does nothing. Registered only when :mod:`fusionbench.metrics.vifb`
-    is installed.
-    """
-    import importlib
 
-    try:
-        vifb = importlib.import_module(f"{__package__}.vifb")
-    except ModuleNotFoundError as e:
-        if e.name != f"{__package__}.vifb":
-            raise
-        return
-    table = getattr(vifb, "VIFB_METRICS", {})
-    notes = {
-        "CE": "extension: VIFB's Cross_entropy (KL divergence of each source's 256-bin histogram from F's, bits, "
-              "bins where either is empty skipped, mean over the two sources) on the rounded luma images",
-        "EI": "extension: VIFB's Edge_intensity (Sobel correlation with replicate borders, mean magnitude) on the "
-              "rounded luma of F",
-        "Qcb": "extension: VIFB's Qcb (Chen-Blum; min-max normalisation, CSF, local contrast, saliency weights) on "
-               "the rounded luma images",
-        "Qcv": "extension: VIFB's Qcv (Chen-Varshney; min-max normalisation, 16x16 blocks, Mannos-Sakrison CSF) on "
-               "the rounded luma images",
-    }
-    for name, note in notes.items():
-        fn = table.get(name)
+def metric_table(vifb_metrics: dict | None = None) -> tuple[dict, dict]:
+    """``(functions, fidelity notes)`` of the preset: the evaluator's metrics plus, when the vifb kernels are
+    given (``fusionbench.metrics.vifb.VIFB_METRICS``), the :data:`VIFB_EXTENSIONS`. Builds new dicts; nothing
+    module-level is modified."""
+    fns, notes = dict(CDDFUSE_METRICS), dict(CDDFUSE_NOTES)
+    for name, note in VIFB_EXTENSIONS.items():
+        fn = (vifb_metrics or {}).get(name)
         if fn is not None:
-            CDDFUSE_METRICS[name] = fn
-            CDDFUSE_NOTES[name] = note
-
-
-_register_vifb_kernels()
+            fns[name], notes[name] = fn, note
+    return fns, notes

@@ -78,7 +78,14 @@ class Preset:
 def _load_cddfuse() -> Preset:
     from . import cddfuse
 
-    impls = {k: Implementation(fn, cddfuse.CDDFUSE_NOTES[k]) for k, fn in cddfuse.CDDFUSE_METRICS.items()}
+    try:
+        vifb_metrics = getattr(importlib.import_module(f"{__package__}.vifb"), "VIFB_METRICS", None)
+    except ModuleNotFoundError as e:  # the extensions need the vifb kernels; without them the preset has 12 metrics
+        if e.name != f"{__package__}.vifb":
+            raise
+        vifb_metrics = None
+    fns, notes = cddfuse.metric_table(vifb_metrics)
+    impls = {k: Implementation(fn, notes[k]) for k, fn in fns.items()}
     return Preset(
         "cddfuse", cddfuse.REFERENCE,
         "grey replicated to 3 channels; float32 BT.601 luma (OpenCV order), rounded half to even; one image",
@@ -93,8 +100,6 @@ _VIFB_COLOUR = "each metric per R, G, B channel, then averaged (SF: channels sid
 
 
 def _load_vifb() -> Preset:
-    from .registry import canonical_name
-
     try:
         vifb = importlib.import_module(f"{__package__}.vifb")
     except ModuleNotFoundError as e:
@@ -109,14 +114,8 @@ def _load_vifb() -> Preset:
                       unavailable_reason="fusionbench.metrics.vifb defines no VIFB_METRICS / prepare_vifb")
     notes = getattr(vifb, "VIFB_NOTES", {}) or {}
     impls = {}
-    for key, fn in table.items():
-        name = canonical_name(key)
-        if name is None:
-            import warnings
-
-            warnings.warn(f"fusionbench.metrics.vifb: metric {key!r} is not in the metric registry; ignored", stacklevel=2)
-            continue
-        note = notes.get(key) or notes.get(name)
+    for name, fn in table.items():  # canonical metric names (the registry checks them, see registry.py)
+        note = notes.get(name)
         if note is None:
             note = ("reference" if name in VIFB_REFERENCE_METRICS
                     else "extension: VIFB conventions (per-channel averaging), not in VIFB's MATLAB code")

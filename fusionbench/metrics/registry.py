@@ -135,6 +135,12 @@ def _build() -> dict[str, MetricInfo]:
         impls: dict[str, dict] = {row[0]: {} for row in _TABLE}
         for p in PRESETS:
             for name, impl in get_preset(p).metrics.items():
+                if name not in impls:  # a preset module defining a metric the catalogue does not know
+                    import warnings
+
+                    warnings.warn(f"preset {p!r}: metric {name!r} is not in the metric catalogue; ignored",
+                                  stacklevel=2)
+                    continue
                 impls[name][p] = impl
         _INFOS = {row[0]: MetricInfo(row[0], row[1], row[2], row[3], row[4], row[5], impls[row[0]]) for row in _TABLE}
     return _INFOS
