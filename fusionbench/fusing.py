@@ -17,7 +17,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from .errors import DataError, FusionBenchError, ImageTooSmallError
-from .io import read_image, write_image
+from .io import read_image, remove_stale_temps, write_image
 
 
 @dataclass(frozen=True)
@@ -125,6 +125,8 @@ def fuse_pairs(
     todo = []
     for j in jobs:
         (report.skipped.append(j.stem) if is_done(j) else todo.append(j))
+    for j in todo:  # half-written files of a killed earlier run
+        remove_stale_temps(j.out)
     batches = plan_batches(todo, batch_size, report)
     device = getattr(fuser, "device", None) or torch.device("cpu")
     bar = tqdm(total=sum(len(b) for b in batches), desc=label, unit="pair", file=sys.stderr, disable=not progress, dynamic_ncols=True)

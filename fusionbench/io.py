@@ -170,6 +170,19 @@ def _is_write_error(e: BaseException, tmp: str) -> bool:
     return getattr(e, "filename", None) in (tmp, str(tmp))
 
 
+def remove_stale_temps(dest: str | os.PathLike) -> int:
+    """Delete temporary files :func:`atomic_path` left beside ``dest`` when its process was killed (``kill -9``,
+    the OOM killer) between creating and renaming them; returns how many. Call it only where no other process
+    writes ``dest`` at the same time."""
+    dest = Path(dest)
+    n = 0
+    for t in dest.parent.glob(f".{dest.name}.*"):
+        with contextlib.suppress(OSError):
+            t.unlink()
+            n += 1
+    return n
+
+
 def write_text_atomic(dest: str | os.PathLike, text: str) -> None:
     with atomic_path(dest) as tmp:
         Path(tmp).write_text(text, encoding="utf-8")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from fusionbench.errors import FusionBenchError, UsageError
-from fusionbench.io import atomic_path, ensure_dir, write_text_atomic
+from fusionbench.io import atomic_path, ensure_dir, remove_stale_temps, write_text_atomic
 
 from . import config as C
 from .data import CropSampler, Dataset, build_dataset
@@ -273,6 +273,8 @@ class Trainer:
         iterations of this call (``--max-steps``: per invocation, never stored; ``--resume`` goes on)."""
         ensure_dir(self.out, "run folder")
         ck_path = self.out / "checkpoint.pt"
+        for name in ("checkpoint.pt", "log.csv", "val.csv", "config.yaml"):  # temporaries of a killed run
+            remove_stale_temps(self.out / name)
         if resume:
             self.load_state_dict(load_checkpoint(ck_path, self.device), str(ck_path))
         elif ck_path.exists():

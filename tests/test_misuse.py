@@ -113,3 +113,13 @@ def test_main_job_writes_outside_version_control(tmp_path, monkeypatch):
     assert (tmp_path / "runs" / "sample" / "scores.csv").is_file() and not (tmp_path / "results").exists()
     root = Path(__file__).resolve().parents[1]
     assert "/runs/" in (root / ".gitignore").read_text().split()
+
+
+def test_a_rerun_removes_the_temporaries_of_a_killed_run(tmp_path, pairs):
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / ".x.png.k1ll3d00.png").write_bytes(b"")  # what a kill between create and rename leaves
+    r = CliRunner().invoke(cli, ["fuse", "-m", "average", "--ir", str(pairs / "ir"), "--vi", str(pairs / "vi"),
+                                 "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["x.png"]

@@ -30,7 +30,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import DataError, FusionBenchError, UsageError
 from ..fusing import FuseReport, PairJob, fuse_pairs
-from ..io import atomic_path, ensure_dir, write_text_atomic
+from ..io import atomic_path, ensure_dir, remove_stale_temps, write_text_atomic
 from ..weights import sha256sum
 
 CACHE_VERSION = 1
@@ -121,6 +121,9 @@ def fuse_method(run: MethodRun, dataset, out_dir: Path, hashes: _FileHashes, tas
     def is_done(job: PairJob) -> bool:
         ent = _read_json(entries / f"{job.stem}.json", None) or cache.get(job.stem)
         return bool(ent and ent.get("key") == keys[job.stem] and job.out.is_file() and hashes(job.out) == ent.get("out"))
+
+    for pair in dataset.pairs:  # cache records half-written by a killed earlier run
+        remove_stale_temps(entries / f"{pair.stem}.json")
 
     def remember(job: PairJob) -> None:
         hashes._memo.pop(job.out, None)
@@ -278,6 +281,8 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
 
     run_dir = Path(run_dir)
     ensure_dir(run_dir, "run folder")
+    for name in ("scores.csv", "summary.csv", "provenance.json"):  # temporaries of a killed earlier run
+        remove_stale_temps(run_dir / name)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     result = EvalResult(run_dir, skipped=dict(skipped or {}), errors=dict(errors or {}))
     hashes = _FileHashes()
