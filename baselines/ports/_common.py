@@ -40,7 +40,7 @@ from fusionbench.weights import load_into, load_state_dict
 
 __all__ = [
     "check_pair", "to_unit", "truncate_u8", "imageio_u8", "minmax", "load_checkpoint", "weight_path",
-    "fold_bn", "fast_copy", "cl",
+    "fold_bn", "fast_copy", "cl", "TF_DATA_SUFFIX", "tf_checkpoint_prefix", "tf_weight_files",
 ]
 
 
@@ -139,3 +139,32 @@ def cl(x: Tensor) -> Tensor:
     """``x`` in channels_last memory format (same values)."""
     return x.contiguous(memory_format=torch.channels_last)
 
+
+
+#: the single data shard of the official TensorFlow 1 checkpoints
+TF_DATA_SUFFIX = ".data-00000-of-00001"
+
+
+def tf_checkpoint_prefix(weights: dict, stem: str, display: str) -> Path:
+    """The checkpoint prefix of the TensorFlow checkpoint ``stem`` (``stem.index`` + ``stem`` + TF_DATA_SUFFIX,
+    as registry weight names) from a factory's ``weights`` dict; one WeightsError when the two resolved files
+    are not the two halves of one checkpoint."""
+    from fusionbench.tf_checkpoint import checkpoint_prefix
+
+    index = weight_path(weights, f"{stem}.index", display)
+    data = weights.get(f"{stem}{TF_DATA_SUFFIX}") if weights else None
+    pre = checkpoint_prefix(index)
+    if data is not None and checkpoint_prefix(data) != pre:
+        raise WeightsError(f"{display}: {index} and {data} are not the two files of one checkpoint (NAME.index beside "
+                           f"NAME{TF_DATA_SUFFIX})")
+    return pre
+
+
+def tf_weight_files(stem: str, url_stem: str, sha_index: str, sha_data: str, licence: str, origin: str,
+                    task: str) -> tuple:
+    """The two registry WeightFiles (``.index``, data shard) of one official TensorFlow checkpoint."""
+    from fusionbench.registry import WeightFile
+
+    return tuple(WeightFile(name=f"{stem}{suffix}", sha256=sha, url=f"{url_stem}{suffix}", licence=licence,
+                            origin=origin, task=task, note="TensorFlow 1 checkpoint, read without TensorFlow")
+                 for suffix, sha in ((".index", sha_index), (TF_DATA_SUFFIX, sha_data)))

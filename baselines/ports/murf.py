@@ -35,13 +35,12 @@ from torch import Tensor, nn
 
 from fusionbench.errors import UsageError, WeightsError
 from fusionbench.registry import MethodInfo, Paper, WeightFile
-from fusionbench.tf_checkpoint import checkpoint_prefix, read_checkpoint
+from fusionbench.tf_checkpoint import read_checkpoint
 
-from ._common import check_pair, cl, fast_copy, weight_path
+from ._common import check_pair, cl, fast_copy, tf_checkpoint_prefix, tf_weight_files
 
 REPO = "hanna-xu/MURF"
 COMMIT = "79b270af4ec8a77a7ed880ec6890a5cf9fe3f268"
-DATA_SUFFIX = ".data-00000-of-00001"
 N_DEFAULT = 1240  # test.py: N = 1240
 # task -> (weights subfolder, path of the checkpoint folder in the repository, sha256 .index, sha256 .data)
 TASKS = {
@@ -293,27 +292,16 @@ def build(weights: dict, device: torch.device = "cpu", task: str = "ivif", size:
         raise UsageError(f"MURF: unsupported task {task!r}; supported: {', '.join(TASKS)}")
     if not isinstance(size, int) or size < 8 or size % 8:
         raise UsageError(f"MURF: size must be a positive multiple of 8 (official 1240), got {size!r}")
-    folder = TASKS[task][0]
-    index = weight_path(weights, f"{folder}/0000.ckpt.index", info.display)
-    data = weights.get(f"{folder}/0000.ckpt{DATA_SUFFIX}")
-    pre = checkpoint_prefix(index)
-    if data is not None and checkpoint_prefix(data) != pre:
-        raise WeightsError(f"MURF: {index} and {data} are not the two files of one checkpoint (NAME.index beside "
-                           f"NAME{DATA_SUFFIX})")
+    pre = tf_checkpoint_prefix(weights, f"{TASKS[task][0]}/0000.ckpt", info.display)
     net = load_tf_checkpoint(MURFNet(), pre)
     return MURFFuser(info, net, device, task, size)
 
 
 def _files() -> tuple[WeightFile, ...]:
-    out = []
-    for task, (folder, repo_dir, sha_index, sha_data) in TASKS.items():
-        for suffix, sha in ((".index", sha_index), (DATA_SUFFIX, sha_data)):
-            out.append(WeightFile(
-                name=f"{folder}/0000.ckpt{suffix}", sha256=sha,
-                url=f"https://github.com/{REPO}/raw/{COMMIT}/{repo_dir}/0000.ckpt{suffix}",
-                licence="none stated (the repository has no LICENSE file)", origin=f"{REPO}@{COMMIT}", task=task,
-                note="TensorFlow 1 checkpoint, read without TensorFlow"))
-    return tuple(out)
+    return tuple(f for task, (folder, repo_dir, sha_index, sha_data) in TASKS.items()
+                 for f in tf_weight_files(f"{folder}/0000.ckpt", f"https://github.com/{REPO}/raw/{COMMIT}/{repo_dir}/0000.ckpt",
+                                          sha_index, sha_data, "none stated (the repository has no LICENSE file)",
+                                          f"{REPO}@{COMMIT}", task))
 
 
 ENTRIES = [

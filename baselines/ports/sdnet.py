@@ -32,9 +32,9 @@ from torch import Tensor, nn
 
 from fusionbench.errors import UsageError, WeightsError
 from fusionbench.registry import MethodInfo, Paper, WeightFile
-from fusionbench.tf_checkpoint import checkpoint_prefix, read_checkpoint
+from fusionbench.tf_checkpoint import read_checkpoint
 
-from ._common import check_pair, weight_path
+from ._common import check_pair, tf_checkpoint_prefix, tf_weight_files
 
 REPO = "HaoZhang1018/SDNet"
 COMMIT = "bf6a2eeed1f723f0fd319b882d2bf38016bf6e55"
@@ -49,7 +49,6 @@ TASKS = {
     "mfif": ("Multi_focus", "MFF.model-19", "e0047d1b76f501e8730ba8b98ac3d3736d940c3961f2549dbec8f1cccaa39d72",
              "1d568798216d6b22ad4e019e70717b950ebf79682a813acc9846c86e8c4e10f0"),
 }
-DATA_SUFFIX = ".data-00000-of-00001"
 
 
 class SDNetFusion(nn.Module):
@@ -157,26 +156,15 @@ def build(weights: dict, device: torch.device, task: str = "ivif", **options) ->
     if task not in TASKS:
         raise UsageError(f"SDNet: unsupported task {task!r}; supported: {', '.join(TASKS)}")
     folder, prefix, _, _ = TASKS[task]
-    index = weight_path(weights, f"{folder}/{prefix}.index", info.display)
-    data = weights.get(f"{folder}/{prefix}{DATA_SUFFIX}")
-    pre = checkpoint_prefix(index)
-    if data is not None and checkpoint_prefix(data) != pre:
-        raise WeightsError(f"SDNet: {index} and {data} are not the two files of one checkpoint (NAME.index beside "
-                           f"NAME{DATA_SUFFIX})")
+    pre = tf_checkpoint_prefix(weights, f"{folder}/{prefix}", info.display)
     net = load_tf_checkpoint(SDNetFusion(), pre)
     return SDNetFuser(info, net, device, task)
 
 
 def _files() -> tuple[WeightFile, ...]:
-    out = []
-    for task, (folder, prefix, sha_index, sha_data) in TASKS.items():
-        for suffix, sha in ((".index", sha_index), (DATA_SUFFIX, sha_data)):
-            out.append(WeightFile(
-                name=f"{folder}/{prefix}{suffix}", sha256=sha,
-                url=f"https://github.com/{REPO}/raw/{COMMIT}/{folder}/checkpoint/{prefix}{suffix}",
-                licence="MIT (the repository's LICENSE)", origin=f"{REPO}@{COMMIT}", task=task,
-                note="TensorFlow 1 checkpoint, read without TensorFlow"))
-    return tuple(out)
+    return tuple(f for task, (folder, prefix, sha_index, sha_data) in TASKS.items()
+                 for f in tf_weight_files(f"{folder}/{prefix}", f"https://github.com/{REPO}/raw/{COMMIT}/{folder}/checkpoint/{prefix}",
+                                          sha_index, sha_data, "MIT (the repository's LICENSE)", f"{REPO}@{COMMIT}", task))
 
 
 ENTRIES = [
