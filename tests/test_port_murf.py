@@ -48,9 +48,10 @@ def fuser(shared):
 
 def test_entry():
     info = murf.ENTRIES[0]
-    assert info.name == "murf" and info.factory == "baselines.ports.murf:build" and info.tasks == ("ivif",)
-    assert {w.name for w in info.weights} == {INDEX, DATA}
-    assert all(w.url.startswith(f"https://github.com/hanna-xu/MURF/raw/{murf.COMMIT}/RGB-IR/") for w in info.weights)
+    assert info.name == "murf" and info.factory == "baselines.ports.murf:build" and info.tasks == ("ivif", "mif")
+    assert {w.name for w in info.weights_for("ivif")} == {INDEX, DATA} and len(info.weights) == 6
+    assert all(w.url.startswith(f"https://github.com/hanna-xu/MURF/raw/{murf.COMMIT}/RGB-IR/")
+               for w in info.weights_for("ivif"))
 
 
 def test_sha256_match_the_manifest(shared):

@@ -316,7 +316,8 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
             stems = [p.stem for p in ds.pairs if p.stem not in rep.failed and p.stem not in rep.missing]
             if not stems:
                 continue
-            used.setdefault(m.name, {"registry": m.key, "weights_sha256": m.weights, "options": m.options, "results_dirs": {}})
+            entry = used.setdefault(m.name, {"registry": m.key, "weights_sha256": {}, "options": m.options, "results_dirs": {}})
+            entry["weights_sha256"].update(m.weights)  # per-task checkpoints: every file the run used
             if m.results_dir:
                 used[m.name]["results_dirs"][ds.name] = str(m.results_dir)
             table, sfail = score_method(ds, m.name, fused_dir, stems, requests, run_dir / "scores" / _safe(ds.name), hashes,
