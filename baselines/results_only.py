@@ -12,7 +12,7 @@ Facts (paper, venue, year, repository, script names, checkpoint paths, output na
 against the official repositories' README and test scripts; what could not be checked says
 "unverified". Licences are as stated by the repositories ("none stated" when neither README nor a
 LICENSE file states one). Note that if a method's PyTorch weights appear under ``../shared/weights``
-later, a port registers under the same name in ``baselines.ports`` and replaces the entry here
+later, a port registers under the same name in ``fusionbench.baselines.ports`` and replaces the entry here
 (registration keeps the first entry for a name, so remove it from ``ENTRIES`` then).
 """
 from __future__ import annotations

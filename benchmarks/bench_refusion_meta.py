@@ -39,8 +39,8 @@ def _rss_now_kb() -> int:
 def child(mode: str, crop: int, batch: int, threads: int, rounds: int, warmup: int, device: str) -> dict:
     import torch
 
-    from refusion.meta import MetaLearner, MetaOptions, NormalizedSGD
-    from refusion.nets import FusionNet, ProposalNet, ReconNet
+    from fusionbench.refusion.meta import MetaLearner, MetaOptions, NormalizedSGD
+    from fusionbench.refusion.nets import FusionNet, ProposalNet, ReconNet
 
     torch.set_num_threads(threads)
     dev = torch.device(device)
@@ -115,8 +115,8 @@ def test_meta_iteration_ratio(benchmark):
     (1 thread, 96x96, 2 pairs) and records the ratio; peak memory comes from the standalone run."""
     import torch
 
-    from refusion.meta import MetaLearner, MetaOptions, NormalizedSGD
-    from refusion.nets import FusionNet, ProposalNet, ReconNet
+    from fusionbench.refusion.meta import MetaLearner, MetaOptions, NormalizedSGD
+    from fusionbench.refusion.nets import FusionNet, ProposalNet, ReconNet
 
     n = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -14,4 +14,4 @@ def __getattr__(name: str):
         from . import nets
 
         return getattr(nets, name)
-    raise AttributeError(f"module 'refusion' has no attribute {name!r}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

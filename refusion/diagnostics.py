@@ -95,9 +95,9 @@ def output_character(fused: Tensor, x: Tensor, fused_swapped: Tensor | None = No
 
 
 def _character_main(argv=None) -> None:
-    """``python -m refusion.diagnostics WEIGHTS [WEIGHTS ...] [--data roadscene50] [--pairs 12]``: the
+    """``python -m fusionbench.refusion.diagnostics WEIGHTS [WEIGHTS ...] [--data roadscene50] [--pairs 12]``: the
     :func:`output_character` of F's raw output (before the protocol's min-max), mean over the pairs.
-    ``python -m refusion.diagnostics WEIGHTS [WEIGHTS ...] --validation RUN``: the run's validation
+    ``python -m fusionbench.refusion.diagnostics WEIGHTS [WEIGHTS ...] --validation RUN``: the run's validation
     metrics (mean over the validation pairs of the run folder RUN, as its val.csv computes them) for
     these weights instead, e.g. ``official`` as the reference a run's val.csv is read against.
     WEIGHTS: a fusionbench checkpoint / exported F, or ``official`` (the official IVIF weights)."""
@@ -112,7 +112,7 @@ def _character_main(argv=None) -> None:
 
     from .data import to_luma_u8
 
-    ap = argparse.ArgumentParser(prog="python -m refusion.diagnostics", description=_character_main.__doc__)
+    ap = argparse.ArgumentParser(prog="python -m fusionbench.refusion.diagnostics", description=_character_main.__doc__)
     ap.add_argument("weights", nargs="+")
     ap.add_argument("--data", default="roadscene50")
     ap.add_argument("--pairs", type=int, default=12)

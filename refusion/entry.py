@@ -1,7 +1,7 @@
 """Registry entries for ReFusion (entry point ``fusionbench.methods: refusion``).
 
 Importing this module is cheap: no torch, no network; the factories live in
-:mod:`refusion.official` and :mod:`refusion.ours`.
+:mod:`fusionbench.refusion.official` and :mod:`fusionbench.refusion.ours`.
 """
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ OFFICIAL = MethodInfo(
         )
         for task, sha in _OFFICIAL_SHA256.items()
     ),
-    factory="refusion.official:build",
+    factory="fusionbench.refusion.official:build",
     code=CODE,
     code_licence=LICENCE,
     notes="Native PyTorch port of the official F; the official checkpoints load strictly after dropping their "
@@ -98,7 +98,7 @@ OURS = MethodInfo(
             bundled=f"refusion:weights/{OURS_FILE}",
         ),
     ),
-    factory="refusion.ours:build",
+    factory="fusionbench.refusion.ours:build",
     code=CODE,
     code_licence=LICENCE,
     notes="ReFusion F trained by fusionbench's own meta-learning implementation; same inference protocol as "

@@ -1,7 +1,7 @@
-"""Export the fusion module F of a training run: ``python -m refusion.export RUN_DIR DEST.pt``.
+"""Export the fusion module F of a training run: ``python -m fusionbench.refusion.export RUN_DIR DEST.pt``.
 
-Writes ``DEST.pt`` (F's state_dict only, float32, the keys of :class:`refusion.nets.FusionNet`, ~240 KB;
-loadable by :func:`refusion.ours.load_ours` and ``--weights`` of ``refusion-ours``) and the sidecar
+Writes ``DEST.pt`` (F's state_dict only, float32, the keys of :class:`fusionbench.refusion.nets.FusionNet`, ~240 KB;
+loadable by :func:`fusionbench.refusion.ours.load_ours` and ``--weights`` of ``refusion-ours``) and the sidecar
 ``DEST.json``: ``{sha256, file, config, steps, epoch, val, val_source, checkpoint, params, date}``.
 ``val`` holds the validation scores (held-out split of the run) of the exported weights: recomputed
 with ``--validate`` (default when fusionbench.metrics is available), else the run's last val.csv row.
@@ -60,7 +60,7 @@ def export(run_dir: str | Path, dest: str | Path, checkpoint: str | Path | None 
     meta = {
         "sha256": sha256sum(dest),
         "file": dest.name,
-        "format": "FusionNet state_dict (refusion.nets.FusionNet keys), float32",
+        "format": "FusionNet state_dict (fusionbench.refusion.nets.FusionNet keys), float32",
         "params": int(sum(v.numel() for v in state.values())),
         "config": cfg,
         "steps": int(ck["step"]),

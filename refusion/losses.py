@@ -12,7 +12,7 @@
       L_r = c_r_int  * mean(max(|A - Â|, |B - B̂|)^2)
           + c_r_grad * mean(max(|dA - dÂ|, |dB - dB̂|)^2)
 
-``d`` is :func:`refusion.nets.sobel_magnitude` (|Sobel_x| + |Sobel_y|, zero padding). Sources are
+``d`` is :func:`fusionbench.refusion.nets.sobel_magnitude` (|Sobel_x| + |Sobel_y|, zero padding). Sources are
 (N, 2, H, W) tensors: channel 0 = source a (IR), channel 1 = source b (VIS), values in [0, 1].
 Every function is batched, differentiable and device-agnostic; each returns the total and its parts
 (for logging).

@@ -77,7 +77,7 @@ def available_bytes() -> float | None:
 
 
 def check_memory(cfg: dict, data, device) -> MemoryEstimate:
-    """Estimate the peak for ``cfg`` on ``data`` (a :class:`refusion.data.Dataset`) and refuse, with a
+    """Estimate the peak for ``cfg`` on ``data`` (a :class:`fusionbench.refusion.data.Dataset`) and refuse, with a
     one-line :class:`UsageError` naming the options to lower, when it exceeds ``train.max_memory_gb``
     (or, when that is null, the memory available now). On CUDA the estimate is for GPU memory and is
     checked against the device's free memory."""

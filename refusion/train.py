@@ -363,9 +363,9 @@ class Trainer:
 
 def validate(F, R, P, data: Dataset, cfg: dict, c_grad: float, device="cpu", figure: Path | None = None) -> dict:
     """Mean over ``data.val`` (full images, one pair at a time) of L_f (with P's proposal), L_r, P's
-    statistics (:func:`refusion.diagnostics.proposal_stats` and ``content_stats``) and the
+    statistics (:func:`fusionbench.refusion.diagnostics.proposal_stats` and ``content_stats``) and the
     ``validation.metrics`` scores of F's output after the official inference protocol
-    (:func:`refusion.official.run_protocol`: float BT.601 luma, min-max normalisation, rounding), scored
+    (:func:`fusionbench.refusion.official.run_protocol`: float BT.601 luma, min-max normalisation, rounding), scored
     against the sources as decoded. Metrics are skipped when fusionbench.metrics lacks ``score_batch``.
     With ``figure``, the first two validation pairs are drawn there (sources, W_a, V_a, fused).
     Leaves the modules in train mode."""
@@ -407,7 +407,7 @@ def validate(F, R, P, data: Dataset, cfg: dict, c_grad: float, device="cpu", fig
 
 def _protocol_scores(F, pair, metric, device) -> dict[str, float]:
     """``metric`` scores of F's output for one pair after the official inference protocol
-    (:func:`refusion.official.run_protocol`), against the sources as decoded."""
+    (:func:`fusionbench.refusion.official.run_protocol`), against the sources as decoded."""
     from fusionbench.io import read_image
 
     from .official import run_protocol
@@ -421,7 +421,7 @@ def _protocol_scores(F, pair, metric, device) -> dict[str, float]:
 def validation_scores(F, data: Dataset, cfg: dict, device="cpu") -> dict[str, float]:
     """Mean ``validation.metrics`` scores of fusion network ``F`` on ``data.val`` under the official
     protocol: the metric columns of :func:`validate`, for any F (e.g. the official weights, as the
-    reference a run's val.csv is compared with: ``python -m refusion.diagnostics --validation RUN``)."""
+    reference a run's val.csv is compared with: ``python -m fusionbench.refusion.diagnostics --validation RUN``)."""
     metric = _metric_fns(cfg["validation"])
     if metric is None:
         raise RuntimeError("fusionbench.metrics.score_batch is not available")
@@ -486,5 +486,5 @@ def _progress(total: int, initial: int, enabled: bool):
 
 def train(cfg: dict, out: str | Path, device="cpu", resume: bool = False, progress: bool = True,
           max_steps: int | None = None) -> TrainResult:
-    """Train from a config dict (see :mod:`refusion.config`) into ``out``."""
+    """Train from a config dict (see :mod:`fusionbench.refusion.config`) into ``out``."""
     return Trainer(cfg, out, device, progress).run(resume, max_steps)

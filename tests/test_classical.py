@@ -7,9 +7,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines.classical import ENTRIES, build
-from baselines.classical import methods as M
-from baselines.classical.filters import clipped_box_mean, guided_filter
+from fusionbench.baselines.classical import ENTRIES, build
+from fusionbench.baselines.classical import methods as M
+from fusionbench.baselines.classical.filters import clipped_box_mean, guided_filter
 from fusionbench.color import luma, rgb_to_ycrcb
 from fusionbench.errors import DataError, SizeMismatchError, UsageError
 from fusionbench.registry import get_method
@@ -49,7 +49,7 @@ def test_entries_metadata():
     assert names == NAMES
     for e in ENTRIES:
         assert e.kind == "classical" and set(e.tasks) == {"ivif", "mif", "mfif", "meif"}
-        assert e.factory == "baselines.classical:build" and e.weights == ()
+        assert e.factory == "fusionbench.baselines.classical:build" and e.weights == ()
         assert get_method(e.name) is not None
     assert get_method("choose-max").name == "max"
     for n in ("lp", "dwt", "gff", "adf"):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.ports import cddfuse
+from fusionbench.baselines.ports import cddfuse
 from fusionbench.errors import UsageError, WeightsError
 from fusionbench.io import read_image
 
@@ -59,7 +59,7 @@ def _pair(shared, stem: str) -> tuple[torch.Tensor, torch.Tensor]:
 def test_entry():
     (info,) = cddfuse.ENTRIES
     assert info.name == "cddfuse" and info.kind == "transformer" and info.tasks == ("ivif", "mif")
-    assert info.factory == "baselines.ports.cddfuse:build"
+    assert info.factory == "fusionbench.baselines.ports.cddfuse:build"
     assert {w.task: w.name for w in info.weights} == {"ivif": "CDDFuse_IVF.pth", "mif": "CDDFuse_MIF.pth"}
     for w in info.weights:
         assert w.url == f"https://github.com/Zhaozixiang1228/MMIF-CDDFuse/raw/{cddfuse.COMMIT}/models/{w.name}"

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.ports import metafusion
+from fusionbench.baselines.ports import metafusion
 from fusionbench.errors import UsageError, WeightsError
 from fusionbench.io import read_image
 
@@ -75,7 +75,7 @@ def _check_png(out, ref_dir, stem, max_diff=1, max_count=0):
 def test_entry_and_strict_load(fuser):
     info = metafusion.ENTRIES[0]
     assert info.name == "metafusion" and info.kind == "cnn" and info.tasks == ("ivif",)
-    assert info.factory == "baselines.ports.metafusion:build" and info.weights[0].name == "model_weight.pth"
+    assert info.factory == "fusionbench.baselines.ports.metafusion:build" and info.weights[0].name == "model_weight.pth"
     assert info.weights[0].url.startswith(f"https://github.com/wdzhao123/MetaFusion/raw/{metafusion.COMMIT}/")
     assert fuser.tile_halo is None
     assert len(fuser.net.state_dict()) == 36

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from baselines.ports import murf
+from fusionbench.baselines.ports import murf
 from fusionbench.errors import UsageError, WeightsError
 from fusionbench.io import read_image
 from fusionbench.tf_checkpoint import list_variables, read_checkpoint
@@ -48,7 +48,7 @@ def fuser(shared):
 
 def test_entry():
     info = murf.ENTRIES[0]
-    assert info.name == "murf" and info.factory == "baselines.ports.murf:build" and info.tasks == ("ivif", "mif")
+    assert info.name == "murf" and info.factory == "fusionbench.baselines.ports.murf:build" and info.tasks == ("ivif", "mif")
     assert {w.name for w in info.weights_for("ivif")} == {INDEX, DATA} and len(info.weights) == 6
     assert all(w.url.startswith(f"https://github.com/hanna-xu/MURF/raw/{murf.COMMIT}/RGB-IR/")
                for w in info.weights_for("ivif"))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.ports import murf
+from fusionbench.baselines.ports import murf
 from fusionbench.errors import UsageError, WeightsError
 from fusionbench.tf_checkpoint import read_checkpoint
 

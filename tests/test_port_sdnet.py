@@ -28,7 +28,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_entry_is_runnable_with_every_task():
     info = get_method("sdnet")
-    assert info.factory == "baselines.ports.sdnet:build" and set(info.tasks) == {"ivif", "mif", "meif", "mfif"}
+    assert info.factory == "fusionbench.baselines.ports.sdnet:build" and set(info.tasks) == {"ivif", "mif", "meif", "mfif"}
     assert len(info.weights) == 8 and all(w.url.startswith("https://github.com/HaoZhang1018/SDNet/raw/") for w in info.weights)
     assert all(w.licence.startswith("MIT") and len(w.sha256) == 64 for w in info.weights)
 
@@ -87,7 +87,7 @@ def test_errors(wenv, tmp_path):
     with pytest.raises(WeightsError, match="bad table magic"):
         info.build(weights={"IR_VIS/IRVIS.model-10.index": bad, "IR_VIS/IRVIS.model-10.data-00000-of-00001": data},
                    device="cpu", task="ivif")
-    from baselines.ports.sdnet import SDNetFusion, load_tf_checkpoint
+    from fusionbench.baselines.ports.sdnet import SDNetFusion, load_tf_checkpoint
 
     with pytest.raises(WeightsError, match="no tensor 'fusion_model/"):  # a MURF checkpoint is not an SDNet one
         load_tf_checkpoint(SDNetFusion(), wenv / "murf" / "RGB-IR" / "0000.ckpt")

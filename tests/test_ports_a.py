@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.ports import densefuse, didfuse, ifcnn, seafusion
-from baselines.ports._common import imageio_u8, minmax, truncate_u8
+from fusionbench.baselines.ports import densefuse, didfuse, ifcnn, seafusion
+from fusionbench.baselines.ports._common import imageio_u8, minmax, truncate_u8
 from fusionbench.errors import DataError, SizeMismatchError, UsageError, WeightsError
 from fusionbench.io import read_image
 from fusionbench.paths import data_dir
@@ -66,7 +66,7 @@ def check_parity(name, stem, shared):
 @pytest.mark.parametrize("name", list(MODULES))
 def test_entry_metadata(name):
     (info,) = MODULES[name].ENTRIES
-    assert info.name == name and info.factory == f"baselines.ports.{name}:build"
+    assert info.name == name and info.factory == f"fusionbench.baselines.ports.{name}:build"
     assert info.paper is not None and info.paper.year >= 2019 and info.paper.url
     assert "ivif" in info.tasks and info.colour and info.code.startswith("https://github.com/")
     for wf in info.weights:

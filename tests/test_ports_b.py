@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from baselines.ports import datfuse, lrrnet, tardal
+from fusionbench.baselines.ports import datfuse, lrrnet, tardal
 from fusionbench.errors import SizeMismatchError, UsageError, WeightsError
 from fusionbench.io import read_image
 from fusionbench.weights import load_state_dict, resolve, sha256sum
@@ -72,7 +72,7 @@ def check_parity(variant, stem, shared):
 @pytest.mark.parametrize("name", list(MODULES))
 def test_entry_fields(name):
     (info,) = MODULES[name].ENTRIES
-    assert info.name == name and info.factory == f"baselines.ports.{name}:build"
+    assert info.name == name and info.factory == f"fusionbench.baselines.ports.{name}:build"
     assert info.paper is not None and info.paper.year >= 2022 and info.paper.url
     assert info.tasks == ("ivif",) and info.code.startswith("https://github.com/")
     for wf in info.weights:

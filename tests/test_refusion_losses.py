@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from refusion.losses import LossWeights, c_grad_at, fusion_loss, recon_loss
-from refusion.meta import swap_batch
-from refusion.nets import ProposalNet, sobel_magnitude
+from fusionbench.refusion.losses import LossWeights, c_grad_at, fusion_loss, recon_loss
+from fusionbench.refusion.meta import swap_batch
+from fusionbench.refusion.nets import ProposalNet, sobel_magnitude
 
 
 @pytest.fixture(autouse=True)

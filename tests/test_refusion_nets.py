@@ -8,7 +8,7 @@ from torch.func import functional_call
 
 from fusionbench.errors import WeightsError
 from fusionbench.weights import load_into
-from refusion.nets import (
+from fusionbench.refusion.nets import (
     ChannelLayerNorm,
     FusionNet,
     ProposalNet,

@@ -18,9 +18,9 @@ from fusionbench.io import read_image
 from fusionbench.paths import shared_dir
 from fusionbench.registry import get_method
 from fusionbench.weights import resolve, sha256sum
-from refusion import official
-from refusion.nets import FusionNet
-from refusion.official import ReFusionFuser, imageio_to_uint8, load_official, run_protocol
+from fusionbench.refusion import official
+from fusionbench.refusion.nets import FusionNet
+from fusionbench.refusion.official import ReFusionFuser, imageio_to_uint8, load_official, run_protocol
 
 TASKS = ("ivif", "mif", "mfif", "meif")
 
@@ -228,7 +228,7 @@ def test_constant_output_does_not_crash():
 
 def test_entries():
     m = get_method("refusion")
-    assert m.kind == "meta" and m.tasks == TASKS and m.factory == "refusion.official:build"
+    assert m.kind == "meta" and m.tasks == TASKS and m.factory == "fusionbench.refusion.official:build"
     assert m.paper.year == 2024 and "2312.07943" in m.paper.url
     for t in TASKS:
         (wf,) = m.weights_for(t)
@@ -236,7 +236,7 @@ def test_entries():
         assert wf.url == f"https://github.com/HaowenBai/ReFusion/raw/main/models/{wf.name}"
         assert "no LICENSE" in wf.licence and wf.origin.endswith("@54b7334")
     o = get_method("refusion-ours")
-    assert o.display == "ReFusion (ours)" and o.tasks == ("ivif",) and o.factory == "refusion.ours:build"
+    assert o.display == "ReFusion (ours)" and o.tasks == ("ivif",) and o.factory == "fusionbench.refusion.ours:build"
     assert o.weights[0].bundled == "refusion:weights/refusion_ours_ivif.pt"
 
 
@@ -348,7 +348,7 @@ def test_fuse_auto_returns_rgb_for_colour_pair(shared):
 
 
 def test_ours_loads_plain_and_wrapped_state(tmp_path):
-    from refusion import ours
+    from fusionbench.refusion import ours
 
     net = FusionNet()
     torch.save({"F": net.state_dict(), "step": 3}, tmp_path / "wrapped.pt")
@@ -369,7 +369,7 @@ def test_ours_loads_plain_and_wrapped_state(tmp_path):
 
 
 def test_ours_missing_bundled_weights_message(monkeypatch):
-    from refusion import ours
+    from fusionbench.refusion import ours
 
     def gone(*a, **k):
         raise WeightsError("not found")
@@ -382,7 +382,7 @@ def test_ours_missing_bundled_weights_message(monkeypatch):
 def test_ours_bundled_sha256_checked(monkeypatch):
     import dataclasses
 
-    from refusion import entry, ours
+    from fusionbench.refusion import entry, ours
 
     if not (entry.WEIGHTS_DIR / entry.OURS_FILE).is_file() or not entry.OURS.weights[0].sha256:
         pytest.skip("no trained weights bundled yet")

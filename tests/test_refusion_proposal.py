@@ -11,12 +11,12 @@ import pytest
 import torch
 import yaml
 
-from refusion import config as C
-from refusion.data import effective_val_count
-from refusion.diagnostics import CollapseGuard, content_stats, proposal_stats
-from refusion.memory import GB, estimate_peak
-from refusion.meta import MetaLearner, MetaOptions, NormalizedSGD
-from refusion.nets import FusionNet, ProposalNet, ReconNet
+from fusionbench.refusion import config as C
+from fusionbench.refusion.data import effective_val_count
+from fusionbench.refusion.diagnostics import CollapseGuard, content_stats, proposal_stats
+from fusionbench.refusion.memory import GB, estimate_peak
+from fusionbench.refusion.meta import MetaLearner, MetaOptions, NormalizedSGD
+from fusionbench.refusion.nets import FusionNet, ProposalNet, ReconNet
 
 from test_refusion_train import TINY, TINY_R, _one_thread, _run, _write_pairs  # noqa: F401 (autouse fixture)
 
@@ -82,7 +82,7 @@ def test_p_grad_outer_plus_inner_adds_the_first_order_term():
         # the first-order term alone: dL_f/dP of the inner step
         x_in = torch.cat([x1, x1.flip(1)]).double()
         w, v = L._propose(x1.double(), x_in)
-        from refusion.losses import fusion_loss
+        from fusionbench.refusion.losses import fusion_loss
         lf = fusion_loss(F(x_in), x_in, w, v, 1.0, 0.7)[0]
         gi = torch.autograd.grad(lf, list(P.parameters()), allow_unused=True)
         return g, gi
@@ -213,8 +213,8 @@ def test_default_config_fits_8_gb():
 _PROBE = """
 import sys, torch
 torch.set_num_threads(1)
-from refusion.nets import FusionNet, ReconNet, ProposalNet
-from refusion.meta import MetaLearner, MetaOptions, NormalizedSGD
+from fusionbench.refusion.nets import FusionNet, ReconNet, ProposalNet
+from fusionbench.refusion.meta import MetaLearner, MetaOptions, NormalizedSGD
 crop = int(sys.argv[1])
 torch.manual_seed(0)
 F, R, P = FusionNet(), ReconNet(), ProposalNet(symmetric=True)
@@ -264,7 +264,7 @@ def test_small_dataset_trains_with_a_note(tmp_path):
 
 # ---------------------------------------------------------------- prior warm-up (explicit option)
 def test_prior_warmup_moves_P_toward_brighter_and_stronger():
-    from refusion.meta import prior_target
+    from fusionbench.refusion.meta import prior_target
 
     torch.manual_seed(0)
     F, R, P = FusionNet(**TINY), ReconNet(**TINY_R), ProposalNet(**TINY, symmetric=True)
@@ -309,7 +309,7 @@ def test_resume_equivalence_with_prior_and_per_net(tmp_path, pairs8):
 
 
 def test_output_character_tells_blend_from_selection():
-    from refusion.diagnostics import output_character
+    from fusionbench.refusion.diagnostics import output_character
 
     x = _x(2, 16, seed=5)
     a, b = x[:, 0:1], x[:, 1:2]
@@ -321,10 +321,10 @@ def test_output_character_tells_blend_from_selection():
 
 
 def test_validation_scores_reproduce_val_csv(tmp_path, pairs8, capsys):
-    """`python -m refusion.diagnostics WEIGHTS --validation RUN` scores any F on a run's validation split
+    """`python -m fusionbench.refusion.diagnostics WEIGHTS --validation RUN` scores any F on a run's validation split
     as val.csv does: the exported final F gives val.csv's last metric row."""
-    from refusion.diagnostics import _character_main
-    from refusion.export import export
+    from fusionbench.refusion.diagnostics import _character_main
+    from fusionbench.refusion.export import export
 
     cfg = _cfg(tmp_path, train__scheduler="cosine")
     assert _run("--data", pairs8, "--config", cfg, "--out", tmp_path / "run").exit_code == 0

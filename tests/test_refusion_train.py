@@ -14,11 +14,11 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from refusion import config as C
-from refusion.cli import train_refusion
-from refusion.data import CropSampler, find_layout, load_pairs, read_exclude, split_pairs
-from refusion.meta import MetaLearner, MetaOptions
-from refusion.nets import FusionNet, ProposalNet, ReconNet
+from fusionbench.refusion import config as C
+from fusionbench.refusion.cli import train_refusion
+from fusionbench.refusion.data import CropSampler, find_layout, load_pairs, read_exclude, split_pairs
+from fusionbench.refusion.meta import MetaLearner, MetaOptions
+from fusionbench.refusion.nets import FusionNet, ProposalNet, ReconNet
 
 @pytest.fixture(autouse=True)
 def _one_thread():
@@ -222,7 +222,7 @@ def test_default_data_excludes_roadscene_test50():
         pytest.skip("../shared not found")
     test50 = read_exclude(d / "roadscene", "auto")
     assert len(test50) == 50
-    from refusion.data import build_dataset
+    from fusionbench.refusion.data import build_dataset
 
     ds = build_dataset(C.load_config())
     stems = {p.stem for p in ds.pairs}
@@ -291,7 +291,7 @@ def test_resume_equivalence(tmp_path, tiny_data):
 
 def test_ctrl_c_saves_and_resumes(tmp_path, tiny_data, monkeypatch):
     cfg = _tiny_cfg(tmp_path, validation__enabled=False)
-    from refusion import meta
+    from fusionbench.refusion import meta
 
     orig = meta.MetaLearner.step
     calls = {"n": 0}
@@ -317,7 +317,7 @@ def test_ctrl_c_saves_and_resumes(tmp_path, tiny_data, monkeypatch):
 
 
 def test_export(tmp_path, tiny_data):
-    from refusion.export import export
+    from fusionbench.refusion.export import export
 
     cfg = _tiny_cfg(tmp_path, validation__enabled=False)
     assert _run("--data", tiny_data, "--config", cfg, "--out", tmp_path / "run", "--max-steps", 2).exit_code == 0

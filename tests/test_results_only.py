@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from baselines.results_only import ENTRIES
+from fusionbench.baselines.results_only import ENTRIES
 from fusionbench.errors import FusionBenchError
 from fusionbench.io import read_image
 from fusionbench.paths import data_dir

@@ -116,7 +116,7 @@ def build(weights=None, device=None, task: str = "ivif", method: str | None = No
 def _entry(name, display, paper, notes, aliases=(), code="", code_licence="none stated", options=None):
     return MethodInfo(
         name=name, display=display, paper=paper, kind="classical", tasks=TASKS, inputs=_INPUTS, colour=_COLOUR,
-        weights=(), factory="baselines.classical:build", code=code, code_licence=code_licence, notes=notes,
+        weights=(), factory="fusionbench.baselines.classical:build", code=code, code_licence=code_licence, notes=notes,
         aliases=tuple(aliases), options={"method": name, **(options or {})},
     )
 

@@ -382,7 +382,7 @@ ENTRIES = [
         "second visible (MRI)",
         colour="grey: colour sources reduced to OpenCV's rounded luma; one-channel output (as test_IVF.py)",
         weights=(_wf("ivif"), _wf("mif")),
-        factory="baselines.ports.cddfuse:build",
+        factory="fusionbench.baselines.ports.cddfuse:build",
         code=f"https://github.com/{REPO}",
         notes="Native port of the official net.py (Restormer encoder, base/detail fusion layers, decoder) and the "
         "test_IVF.py protocol (global min-max, imageio rounding). Verified against the official code run with fixed "

@@ -237,7 +237,7 @@ ENTRIES = [
                 origin=f"{REPO}@{COMMIT}",
             ),
         ),
-        factory="baselines.ports.datfuse:build",
+        factory="fusionbench.baselines.ports.datfuse:build",
         code=f"https://github.com/{REPO}",
         notes="Decoded with Pillow, as the official code. Output truncated to uint8 after a clamp at 0 (the "
         "official cast would wrap negative values; none occur on the reference pairs). The Swin blocks' "

@@ -195,7 +195,7 @@ ENTRIES = [
         inputs="two grey images (PIL convert('L')), float 0..255",
         colour="grey: colour sources reduced with PIL luma; one-channel output (model=rgb: RGB in and out)",
         weights=(_wf("gray"),),
-        factory="baselines.ports.densefuse:build",
+        factory="fusionbench.baselines.ports.densefuse:build",
         code=f"https://github.com/{REPO}",
         notes="Official PyTorch release (gray model, addition strategy = mean of encoder features). "
         "Option model=rgb uses densefuse_rgb.model (looked up beside the gray file); not covered by reference outputs.",

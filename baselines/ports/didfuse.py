@@ -21,7 +21,7 @@ Official inference protocol (Zhaozixiang1228/IVIF-DIDFuse ``test.py`` + ``utils_
 * fusion ``addition_mode='Sum'`` (default of ``Test_fusion``): each of the four feature maps summed over
   the two inputs. ``addition="average"`` and ``addition="l1_norm"`` give the other official modes;
 * output (sigmoid, in (0, 1)) saved with ``skimage.io.imsave`` -> imageio: ``round(x * 255)``
-  (:func:`baselines.ports._common.imageio_u8`); one-channel image.
+  (:func:`fusionbench.baselines.ports._common.imageio_u8`); one-channel image.
 """
 from __future__ import annotations
 
@@ -222,7 +222,7 @@ ENTRIES = [
         inputs="two grey images (PIL convert('L') for colour files), float /255",
         colour="grey: colour sources reduced with PIL luma; one-channel output",
         weights=(_wf(*ENCODER), _wf(*DECODER)),
-        factory="baselines.ports.didfuse:build",
+        factory="fusionbench.baselines.ports.didfuse:build",
         code=f"https://github.com/{REPO}",
         notes="The official test script only reads single-channel images; colour files go through PIL "
         "convert('L') (as for the reference outputs). Option addition=sum|average|l1_norm (official modes).",

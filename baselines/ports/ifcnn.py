@@ -223,7 +223,7 @@ ENTRIES = [
         colour="ivif/mif: RGB in, fused RGB converted to grey (OpenCV uint8 RGB2GRAY), grey out; "
         "mfif: ImageNet-normalised RGB in, colour out",
         weights=(_wf("max"),),
-        factory="baselines.ports.ifcnn:build",
+        factory="fusionbench.baselines.ports.ifcnn:build",
         code=f"https://github.com/{REPO}",
         notes="Decoded with Pillow, as the official code. Options: rule=max|mean|sum selects IFCNN-MAX/MEAN/SUM.pth "
         "(MEAN and SUM are looked up beside the MAX file); norm=imagenet reproduces the results published in the "

@@ -27,7 +27,7 @@ formulation, kept as the definition and used by the tests to check the fast path
 Official inference protocol (hli1221/imagefusion-LRRNet ``testing_fusion_lrr.py``, ``utils.py``;
 ``shared/reference/outputs/README.md``):
 
-* both images ``cv2.imread(p, IMREAD_GRAYSCALE)`` (:func:`baselines.ports.tardal.cv2_grey_read`: exact for
+* both images ``cv2.imread(p, IMREAD_GRAYSCALE)`` (:func:`fusionbench.baselines.ports.tardal.cv2_grey_read`: exact for
   grey images; a colour JPEG, which OpenCV decodes straight to libjpeg's luma plane, is approximated
   from its RGB decode) as float32 0..255, then per image
   ``(x - min) / (max - min + 1e-5)``; no padding;
@@ -393,7 +393,7 @@ ENTRIES = [
                 origin=f"{REPO}@{COMMIT}",
             ),
         ),
-        factory="baselines.ports.lrrnet:build",
+        factory="fusionbench.baselines.ports.lrrnet:build",
         code=f"https://github.com/{REPO}",
         notes="Output min-max (+1e-5) x255 truncated (maximum 254), as the official save_image. Images decoded "
         "with Pillow (official: OpenCV); a colour JPEG is converted to grey from its RGB decode, while OpenCV "

@@ -305,7 +305,7 @@ ENTRIES = [
                 note="architecture verified against the official code with random weights; checkpoint hash not pinned",
             ),
         ),
-        factory="baselines.ports.metafusion:build",
+        factory="fusionbench.baselines.ports.metafusion:build",
         code=f"https://github.com/{REPO}",
         code_licence="none stated",
         notes="Native port of the official test.py protocol (FusionNet, 3 blocks; OpenCV resize/HSV re-implemented "

@@ -523,7 +523,7 @@ ENTRIES = [
         colour="ivif: RGB, fused Y with the Cb/Cr of the (network-warped) visible image; mif: grey for CT-MRI, RGB "
                "straight from the network for PET-MRI; resized back to the source size",
         weights=_files(),
-        factory="baselines.ports.murf:build",
+        factory="fusionbench.baselines.ports.murf:build",
         code=f"https://github.com/{REPO}",
         code_licence="none stated",
         notes="Native port of the official TensorFlow 1 graphs of task 3 (fine registration and fusion): the "

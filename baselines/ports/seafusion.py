@@ -215,7 +215,7 @@ ENTRIES = [
                 note="re-hosted by the SeAFusion author; not verified byte-identical to the official fusionmodel_final.pth",
             ),
         ),
-        factory="baselines.ports.seafusion:build",
+        factory="fusionbench.baselines.ports.seafusion:build",
         code="https://github.com/Linfeng-Tang/SeAFusion",
         notes="Checkpoint from the author's VIF-Benchmark repo (the official repo snapshot was too large to fetch). "
         "Grey JPEG infrared decoded with Pillow (official: OpenCV).",

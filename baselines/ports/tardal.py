@@ -269,7 +269,7 @@ ENTRIES = [
         colour="color=true (default): fused Y (truncated) with the visible image's OpenCV uint8 Cr/Cb, "
         "OpenCV uint8 YCrCb->RGB, colour out; color=false: rounded grey out",
         weights=(ALL_WEIGHTS[0],),
-        factory="baselines.ports.tardal:build",
+        factory="fusionbench.baselines.ports.tardal:build",
         code=f"https://github.com/{REPO}",
         notes="Port of the v0 code (commit 8ef276f). Options: checkpoint=tardal|tardal+|tardal++ (the other "
         "files are looked up beside tardal.pt), bn=auto|image|running (auto = the official README command: "
