@@ -97,6 +97,32 @@ def test_score_out_file_progress_and_means(dataset, tmp_path):
     assert not list(out.parent.glob(".*"))  # no temporary file left behind
 
 
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_score_json_has_values_and_backend(dataset, monkeypatch, native):
+    monkeypatch.setenv("FUSIONBENCH_NATIVE", native)
+    csv_res = run(*_args(dataset, "--metrics", "EN,SSIM,PSNR"))
+    res = run(*_args(dataset, "--metrics", "EN,SSIM,PSNR", "--json"))
+    assert res.exit_code == 0 and csv_res.exit_code == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["preset"] == "cddfuse" and doc["dtype"] == {"cddfuse": "float32"} and doc["metrics"] == ["EN", "SSIM", "PSNR"]
+    b = doc["backend"]
+    assert b["device"] == "cpu" and b["kernels"] == ("eager" if native == "0" else b["kernels"])
+    if native == "0":
+        assert b["native"].startswith("disabled") and b["native_metrics"] == []
+    elif b["native"] == "loaded":
+        assert b["kernels"] == "native" and {"EN", "SSIM", "PSNR"} <= set(b["native_metrics"])
+    # the same numbers as the CSV, on either path
+    for r in _rows(csv_res.stdout):
+        assert doc["images"][r["image"]][r["metric"]] == float(r["value"])
+
+
+def test_score_json_encodes_infinite_values(dataset):
+    res = run("score", "--ir", str(dataset / "ir"), "--vi", str(dataset / "ir"), "--fused", str(dataset / "ir"),
+              "--metrics", "PSNR", "--json", "-q")
+    assert res.exit_code == 0, res.stderr
+    assert {v["PSNR"] for v in json.loads(res.stdout)["images"].values()} == {"inf"}
+
+
 def test_score_all_metrics_and_presets(dataset):
     res = run(*_args(dataset, "--metrics", "all"))
     assert res.exit_code == 0, res.stderr

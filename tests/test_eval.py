@@ -191,4 +191,16 @@ def test_provenance_says_which_kernels_scored(tmp_path):
     r = evaluate(data, tmp_path / "run")
     assert r.exit_code == 0, r.output
     prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
-    assert prov["metric_kernels"].startswith(("native CPU kernels", "eager torch"))
+    b = prov["metric_backend"]
+    assert b["device"] == "cpu" and b["kernels"] in ("native", "eager")
+    assert (b["kernels"] == "native") == (b["native"] == "loaded")  # the cddfuse preset has native kernels
+    assert b["detail"].startswith(("native CPU kernels", "eager torch"))
+
+
+def test_provenance_says_eager_without_native_kernels(tmp_path, monkeypatch):
+    monkeypatch.setenv("FUSIONBENCH_NATIVE", "0")
+    data = make_data(tmp_path / "d")
+    r = evaluate(data, tmp_path / "run")
+    assert r.exit_code == 0, r.output
+    b = json.loads((tmp_path / "run" / "provenance.json").read_text())["metric_backend"]
+    assert b["kernels"] == "eager" and b["native"].startswith("disabled") and b["native_metrics"] == []

@@ -291,7 +291,12 @@ def test_a_folder_others_can_write_is_not_loaded_from(tmp_path):
     so = next(lib_dir.glob("fb_cddfuse_*.so"))
     lib_dir.chmod(0o777)
     so.write_bytes(b"tampered")  # someone wrote into our lax folder
-    assert status() == "loaded" and (lib_dir.stat().st_mode & 0o777) == 0o755 and so.read_bytes() != b"tampered"
+    assert status() == "loaded" and (lib_dir.stat().st_mode & 0o777) == 0o700 and so.read_bytes() != b"tampered"
+    # in a private folder, a library whose content differs from the hash recorded at build time is rebuilt
+    good = so.read_bytes()
+    so.write_bytes(good[:-16] + b"\0" * 16)
+    assert status() == "loaded" and so.read_bytes() == good
+    assert so.with_name(so.name + ".sha256").read_text().strip() == __import__("hashlib").sha256(good).hexdigest()
     if os.geteuid() == 0:  # can hand the folder to another user
         os.chown(lib_dir, 12345, 12345)
         assert "belongs to uid 12345, not to this user" in status()

@@ -37,14 +37,18 @@ def _fmt(v: float) -> str:
               help="Arithmetic precision of the metrics; auto: each preset's own (cddfuse float32, vifb float64).")
 @click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1),
               help="Images scored together (same size); at most workers + 1 batches are in memory.")
-@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None, metavar="CSV",
-              help="Write the CSV here (atomically) instead of stdout.")
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
+              help="Write the CSV (or JSON) here (atomically) instead of stdout.")
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON instead of CSV: preset, dtype, backend (native/eager kernels, device), per-image values "
+                   "(null: undefined, \"inf\": infinite), failed images.")
 @click.option("--skip-missing", is_flag=True, help="Score the stems present in all three folders; list the others.")
 @click.option("--keep-going", is_flag=True, help="Skip unreadable or mismatched images, write the rest, exit 1.")
 @click.option("--workers", default=None, type=click.IntRange(min=1),
               help="Threads that decode files and (on CPU) score batches (default: CPU count, at most 8).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or table of means.")
-def score(ir, vi, fused, metrics, preset, device, dtype, batch_size, out, skip_missing, keep_going, workers, quiet):
+def score(ir, vi, fused, metrics, preset, device, dtype, batch_size, out, as_json, skip_missing, keep_going,
+          workers, quiet):
     """Score every fused image against its two sources; print a long CSV image,metric,value.
 
     Files are paired by stem (png, jpg, bmp, tif). Exit codes: 0 ok, 1 data problem (empty
@@ -93,11 +97,14 @@ def score(ir, vi, fused, metrics, preset, device, dtype, batch_size, out, skip_m
         values[stem] = vals
 
     labels = [r.label for r in requests]
-    lines = ["image,metric,value"]
-    for stem in pairing.stems:
-        if stem in values:
-            lines += [f"{_csv_field(stem)},{lab},{_fmt(values[stem][lab])}" for lab in labels]
-    text = "\n".join(lines) + "\n"
+    if as_json:
+        text = _json_text(requests, preset_name, dt, dev, pairing.stems, values, failed)
+    else:
+        lines = ["image,metric,value"]
+        for stem in pairing.stems:
+            if stem in values:
+                lines += [f"{_csv_field(stem)},{lab},{_fmt(values[stem][lab])}" for lab in labels]
+        text = "\n".join(lines) + "\n"
     if out:
         from ..io import write_text_atomic
 
@@ -116,6 +123,32 @@ def score(ir, vi, fused, metrics, preset, device, dtype, batch_size, out, skip_m
             click.echo(f"failed: {err}", err=True)
         raise DataError(f"{len(failed)} of {len(pairing.stems)} image(s) could not be scored; "
                         f"the other {len(values)} were written{' to ' + out if out else ''}")
+
+
+def _json_value(v: float):
+    import math
+
+    v = float(v)
+    return None if math.isnan(v) else (("inf" if v > 0 else "-inf") if math.isinf(v) else v)
+
+
+def _json_text(requests, preset, dtype, device, stems, values, failed) -> str:
+    import json
+
+    from ..metrics.presets import get_preset
+    from ..metrics.scoring import backend
+
+    presets = tuple(dict.fromkeys(r.preset for r in requests))
+    doc = {
+        "preset": preset,
+        "dtype": str(dtype).replace("torch.", "") if dtype is not None
+        else {p: get_preset(p).default_dtype for p in presets},
+        "backend": backend(device, presets),
+        "metrics": [r.label for r in requests],
+        "images": {s: {r.label: _json_value(values[s][r.label]) for r in requests} for s in stems if s in values},
+        "failed": failed,
+    }
+    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
 
 
 def _csv_field(s: str) -> str:

@@ -81,9 +81,9 @@ def _cpu_key() -> str:
 
 def _check_private(path: Path) -> None:
     """Refuse a library folder or file another user could have written: it must be this user's and no symbolic
-    link (a predictable folder in a shared /tmp could otherwise be planted by someone else). A folder of ours
-    that group or others could write is made private, and any library already in it is removed (it could
-    have been replaced), so it is compiled again."""
+    link (a predictable folder in a shared /tmp could otherwise be planted by someone else). The folder must be
+    mode 0700: a folder of ours with any group/other permission is made 0700 and every library in it removed
+    (it could have been replaced), so it is compiled again; a file others could write is removed."""
     if not hasattr(os, "getuid"):
         return
     import stat as _stat
@@ -93,13 +93,34 @@ def _check_private(path: Path) -> None:
         raise RuntimeError(f"{path} is a symbolic link: not loading native code through it")
     if st.st_uid != os.getuid():
         raise RuntimeError(f"{path} belongs to uid {st.st_uid}, not to this user: not loading native code from it")
-    if st.st_mode & 0o022:
-        if _stat.S_ISDIR(st.st_mode):
-            os.chmod(path, st.st_mode & 0o755)
-            for old in Path(path).glob("fb_cddfuse_*.so"):
+    if _stat.S_ISDIR(st.st_mode):
+        if st.st_mode & 0o077:
+            os.chmod(path, 0o700)
+            for old in Path(path).glob("fb_cddfuse_*.so*"):
                 old.unlink()
-        else:
-            Path(path).unlink()
+    elif st.st_mode & 0o022:
+        Path(path).unlink()
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _verified(so: Path) -> bool:
+    """The library is the one this process family built: its content hash equals the one recorded beside it
+    (``<name>.sha256``, written with the library). Anything else is removed, to be compiled again."""
+    rec = so.with_name(so.name + ".sha256")
+    try:
+        _check_private(so)
+        if so.is_file() and rec.is_file():
+            _check_private(rec)
+            if rec.is_file() and rec.read_text().strip() == _sha256(so):
+                return True
+    except OSError:
+        pass
+    for p in (so, rec):
+        p.unlink(missing_ok=True)
+    return False
 
 
 def _build() -> ctypes.CDLL:
@@ -119,9 +140,7 @@ def _build() -> ctypes.CDLL:
         d.mkdir(exist_ok=True, mode=0o700)
     _check_private(d)
     so = d / name
-    if so.exists():
-        _check_private(so)  # (a library others could have written is removed and built again)
-    if not so.is_file():
+    if not (so.exists() and _verified(so)):  # (an unverified library is removed and built again)
         with tempfile.TemporaryDirectory(dir=d) as tmp:
             src = Path(tmp) / "fb_kernels.c"
             src.write_text(C_SOURCE)
@@ -130,8 +149,16 @@ def _build() -> ctypes.CDLL:
                                timeout=300)
             if r.returncode != 0:
                 raise RuntimeError(f"{cc} failed: {r.stderr.strip()[-2000:]}")
-            os.chmod(out, 0o755)  # not group-writable whatever the umask
+            os.chmod(out, 0o700)
+            digest = _sha256(out)
+            rec = Path(tmp) / (so.name + ".sha256")
+            rec.write_text(digest + "\n")
+            os.chmod(rec, 0o600)
+            os.replace(rec, so.with_name(so.name + ".sha256"))
             os.replace(out, so)  # atomic: concurrent builders agree on the content
+    _check_private(d)  # verified again right before loading
+    if not _verified(so):
+        raise RuntimeError(f"{so}: content hash differs from the one recorded when it was built; not loading it")
     lib = ctypes.CDLL(str(so))
     lib.fb_abi_version.restype = ctypes.c_int
     if lib.fb_abi_version() != ABI_VERSION:

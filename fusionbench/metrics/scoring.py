@@ -85,6 +85,24 @@ def tune_allocator() -> bool:
     return ok
 
 
+def backend(device="cpu", presets=("cddfuse",)) -> dict:
+    """Which code computes scores for ``presets`` on ``device``, for provenance and ``--json`` output:
+    ``{"device", "kernels": "native" | "eager", "native": status of the compiled CPU kernels, "native_metrics":
+    the metrics they compute (uint8 inputs, CPU, a preset with native kernels), "detail"}``. Values do not depend
+    on it (the native kernels equal the eager torch path, ``tests/test_native_kernels.py``)."""
+    from . import _native
+    from .presets import get_preset
+
+    dev = torch.device(device)
+    st = _native.status() if dev.type == "cpu" else "not used (not CPU)"
+    native = sorted({m for p in presets for m in (get_preset(p).native_metrics if get_preset(p).native else ())})
+    used = dev.type == "cpu" and st == "loaded" and bool(native)
+    detail = (f"native CPU kernels for {', '.join(native)} ({', '.join(p for p in presets if get_preset(p).native)} "
+              "preset, uint8 inputs), eager torch for the rest") if used else f"eager torch on {dev}"
+    return {"device": str(dev), "kernels": "native" if used else "eager", "native": st,
+            "native_metrics": native if used else [], "detail": detail}
+
+
 def _as_requests(requests, preset: str | None) -> list[MetricRequest]:
     if isinstance(requests, str) or (isinstance(requests, (list, tuple)) and requests
                                      and all(isinstance(r, str) for r in requests)):
@@ -604,4 +622,4 @@ def score_folders(folders: dict, requests, skip_missing: bool = False, **kwargs)
     return pairing, score_files(triples, requests, **kwargs)
 
 
-__all__ = ["score_batch", "score_files", "score_folders", "probe_image", "tune_allocator", "MIN_SIZE"]
+__all__ = ["score_batch", "score_files", "score_folders", "probe_image", "tune_allocator", "backend", "MIN_SIZE"]

@@ -241,17 +241,11 @@ def score_method(dataset, method_name: str, fused_dir: Path, stems, requests, sc
     return table, failed
 
 
-def _kernels(device) -> str:
-    """Which code computed the scores: the native CPU kernels (cddfuse preset, uint8) or eager torch, and why."""
-    import torch
+def _backend(device, requests) -> dict:
+    """Which code computed the scores (native CPU kernels or eager torch, the device): provenance."""
+    from ..metrics.scoring import backend
 
-    if torch.device(device).type != "cpu":
-        return f"eager torch on {device}"
-    from ..metrics import _native
-
-    st = _native.status()
-    return "native CPU kernels where applicable (cddfuse preset), eager torch otherwise" if st == "loaded" else \
-        f"eager torch (native kernels {st})"
+    return backend(device, tuple(dict.fromkeys(r.preset for r in requests)))
 
 
 def _dtype_name(dtype, requests) -> str:
@@ -344,7 +338,7 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
         "dtype": _dtype_name(dtype, requests), "preset": preset, "metrics": [r.label for r in requests],
         "datasets": ds_meta, "methods": used, "skipped": result.skipped, "errors": result.errors,
         "failed": {f"{d}/{m}": v for (d, m), v in result.failed.items()},
-        "incomplete": result.incomplete, "notes": result.notes, "metric_kernels": _kernels(device),
+        "incomplete": result.incomplete, "notes": result.notes, "metric_backend": _backend(device, requests),
         "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv),
     }
     write_text_atomic(run_dir / "provenance.json", json.dumps(prov, indent=2))
