@@ -22,7 +22,7 @@ __all__ = ["default_config", "load_config", "merge", "apply_overrides", "fingerp
 DEFAULT_PATH = Path(__file__).resolve().parent / "configs" / "default.yaml"
 # Keys that may change between a run and its resumption: they do not change the trajectory.
 IGNORED_FOR_IDENTITY = {("train", "max_steps"), ("train", "num_threads"), ("train", "max_memory_gb"),
-                        ("train", "ckpt_every_steps"),
+                        ("train", "ckpt_every_steps"), ("train", "world_size"),
                         ("meta", "collapse_threshold"), ("meta", "collapse_order_gap"), ("meta", "collapse_window")}
 # Keys whose value is free-form (constructor keyword arguments).
 _FREE = {("model", "fusion"), ("model", "recon"), ("model", "proposal")}

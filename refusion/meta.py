@@ -138,10 +138,17 @@ class MetaLearner:
     so checkpointing their ``state_dict``s captures everything.
 
     ``opt_f``/``opt_r`` are any torch optimisers over F's/R's parameters; ``opt_p`` over P's.
+
+    Data parallel (``distributed=True``, under torchrun, every rank holding an equal slice of each global
+    batch): phase 3 and the prior warm-up average the gradients across ranks before each optimiser step (as
+    DistributedDataParallel does); in phase 1 the inner gradients are averaged with a *differentiable*
+    all-reduce, so every rank takes the whole batch's inner step and the hypergradient of phase 2, averaged
+    across ranks, equals the single-process one on the whole batch.
     """
 
     def __init__(self, F: nn.Module, R: nn.Module, P: nn.Module, opt_f, opt_r, opt_p,
-                 options: MetaOptions = MetaOptions(), weights: LossWeights = LossWeights()):
+                 options: MetaOptions = MetaOptions(), weights: LossWeights = LossWeights(),
+                 distributed: bool = False):
         if options.inner_loss not in ("separate", "joint"):
             raise ValueError(f"meta.inner_loss must be 'separate' or 'joint', got {options.inner_loss!r}")
         if options.p_grad not in ("outer", "outer+inner"):
@@ -156,6 +163,22 @@ class MetaLearner:
         self.w = weights
         # the warm-up's own optimiser (only with a prior); its state is checkpointed by the trainer
         self.opt_prior = torch.optim.Adam(P.parameters(), lr=1e-3) if options.prior != "none" else None
+        self.distributed = bool(distributed)
+
+    def _sync_grads(self, *modules: nn.Module) -> None:
+        """Average the ``.grad`` of ``modules`` across ranks (data parallel); no-op in one process."""
+        if self.distributed:
+            from fusionbench.distributed import average_gradients
+
+            average_gradients([p for m in modules for p in m.parameters()])
+
+    def _mean(self, tensors):
+        """Differentiable mean across ranks (data parallel); the tensors themselves in one process."""
+        if not self.distributed:
+            return list(tensors)
+        from fusionbench.distributed import mean_across_ranks
+
+        return mean_across_ranks(list(tensors))
 
     # ------------------------------------------------------------------ helpers
     def inner_lr(self) -> float:
@@ -198,11 +221,14 @@ class MetaLearner:
             lr_loss, _ = self._lr(recon, x_tgt)
             # R's step does not depend on P (its input is detached): no graph needed.
             gr = torch.autograd.grad(lr_loss, list(pr.values()))
+            g = self._mean([*gf, *gr])  # data parallel: the whole global batch's inner gradient
+            gf, gr = g[: len(pf)], g[len(pf):]
         else:
             recon = functional_call(self.R, pr, (fused,))
             lr_loss, _ = self._lr(recon, x_tgt)
             g = torch.autograd.grad(lf + lr_loss, [*pf.values(), *pr.values()], create_graph=create,
                                     retain_graph=create or keep)
+            g = self._mean(g)
             gf, gr = g[: len(pf)], g[len(pf):]
         fast_f = {k: p - lr * g for (k, p), g in zip(pf.items(), gf)}
         fast_r = {k: p - lr * g for (k, p), g in zip(pr.items(), gr)}
@@ -229,7 +255,14 @@ class MetaLearner:
             grads = torch.autograd.grad(target, params, allow_unused=True)
         else:  # first_order with p_grad "outer": nothing connects the outer loss to P
             grads = [None] * len(params)
-        logs["outer_L_r"] = float(lo.detach())
+        if self.distributed:  # the mean over ranks of each rank's hypergradient (see the class docstring)
+            grads = [None if g is None else g.detach() for g in self._mean(grads)]
+            from fusionbench.distributed import all_mean
+
+            lo_mean = all_mean({"lo": float(lo.detach())})["lo"]
+        else:
+            lo_mean = float(lo.detach())
+        logs["outer_L_r"] = lo_mean
         sq = [g.pow(2).sum() for g in grads if g is not None]
         logs["p_grad_norm"] = float(torch.stack(sq).sum().sqrt()) if sq else 0.0
         return grads, logs
@@ -255,6 +288,7 @@ class MetaLearner:
         loss = ((w[:, 0] - tw[:, 0]) ** 2).mean() + ((v[:, 0] - tv[:, 0]) ** 2).mean()
         self.opt_prior.zero_grad(set_to_none=True)
         loss.backward()
+        self._sync_grads(self.P)
         self.opt_prior.step()
         self.opt_prior.zero_grad(set_to_none=True)
         return {"prior_loss": float(loss.detach())}
@@ -279,6 +313,7 @@ class MetaLearner:
             recon = self.R(fused.detach())
             lr_loss, parts_r = self._lr(recon, x_tgt)
             lr_loss.backward()
+        self._sync_grads(self.F, self.R)
         self.opt_f.step()
         self.opt_r.step()
         self.opt_f.zero_grad(set_to_none=True)

@@ -128,10 +128,19 @@ class Trainer:
     """Builds everything from a config and runs the loop. ``Trainer(cfg, out, device).run(resume)``."""
 
     def __init__(self, cfg: dict, out: str | Path, device: torch.device | str = "cpu", progress: bool = True):
+        from fusionbench import distributed as D
+
         self.cfg, self.out = cfg, Path(out)
         self.device = torch.device(device)
-        self.progress = progress
+        self.ctx = D.init(self.device)  # under torchrun: join the process group (no-op in one process)
+        self.main = self.ctx.is_main
+        self.progress = progress and self.main
         t = cfg["train"]
+        if int(t["batch_size"]) % self.ctx.world_size:
+            raise UsageError(f"train.batch_size = {t['batch_size']} cannot be split over {self.ctx.world_size} "
+                             f"processes: use a batch size divisible by the number of processes (it is the global "
+                             f"batch; each process takes an equal slice)")
+        cfg["train"]["world_size"] = self.ctx.world_size  # recorded in config.yaml; not part of the run identity
         if t["num_threads"]:
             torch.set_num_threads(int(t["num_threads"]))
         self.data: Dataset = build_dataset(cfg)
@@ -167,7 +176,8 @@ class Trainer:
                            prior=m["prior"], prior_steps=m["prior_steps"])
         L = cfg["loss"]
         self.weights = LossWeights(L["c_int"], L["c_grad"], L["c_grad_ramp"], L["c_r_int"], L["c_r_grad"])
-        self.learner = MetaLearner(self.F, self.R, self.P, self.opt_f, self.opt_r, self.opt_p, opts, self.weights)
+        self.learner = MetaLearner(self.F, self.R, self.P, self.opt_f, self.opt_r, self.opt_p, opts, self.weights,
+                                   distributed=self.ctx.distributed)
         self.steps_per_epoch = self.train_s.steps_per_epoch
         self.total_steps = t["epochs"] * self.steps_per_epoch
         if t["max_steps"] is not None:
@@ -240,8 +250,10 @@ class Trainer:
             self.guard.load_state_dict(ck["guard"])
 
     def save(self, epoch_copy: bool = False) -> Path:
-        state = self.state_dict()
         path = self.out / "checkpoint.pt"
+        if not self.main:  # one writer: rank 0 (every rank holds the same state)
+            return path
+        state = self.state_dict()
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
         if epoch_copy and self.cfg["train"]["keep_epoch_checkpoints"]:
@@ -259,8 +271,16 @@ class Trainer:
         return validate(self.F, self.R, self.P, self.data, self.cfg, c_grad, self.device, figure=fig)
 
     # ------------------------------------------------------------------ loop
+    def _mine(self, x: torch.Tensor) -> torch.Tensor:
+        """This rank's slice of a global batch (every rank draws the same batches from identically seeded
+        samplers; the state of a run therefore does not depend on the number of processes)."""
+        if not self.ctx.distributed:
+            return x
+        n = x.shape[0] // self.ctx.world_size
+        return x[self.ctx.rank * n:(self.ctx.rank + 1) * n]
+
     def _meta_batches(self):
-        return self.meta_tr.next().to(self.device), self.meta_ts.next().to(self.device)
+        return self._mine(self.meta_tr.next()).to(self.device), self._mine(self.meta_ts.next()).to(self.device)
 
     def _on_sigint(self, signum, frame):
         if self._stop:  # second Ctrl-C: give up at once
@@ -271,26 +291,36 @@ class Trainer:
     def run(self, resume: bool = False, max_steps: int | None = None) -> TrainResult:
         """Train to the end of the schedule (or ``train.max_steps``); with ``max_steps``, stop after that many
         iterations of this call (``--max-steps``: per invocation, never stored; ``--resume`` goes on)."""
-        ensure_dir(self.out, "run folder")
+        from fusionbench import distributed as D
+
         ck_path = self.out / "checkpoint.pt"
-        for name in ("checkpoint.pt", "log.csv", "val.csv", "config.yaml"):  # temporaries of a killed run
-            remove_stale_temps(self.out / name)
-        if resume:
+        if self.main:
+            ensure_dir(self.out, "run folder")
+            for name in ("checkpoint.pt", "log.csv", "val.csv", "config.yaml"):  # temporaries of a killed run
+                remove_stale_temps(self.out / name)
+        D.barrier()
+        if resume:  # every rank reads the checkpoint rank 0 wrote (multi-node: the run folder must be shared)
             self.load_state_dict(load_checkpoint(ck_path, self.device), str(ck_path))
         elif ck_path.exists():
             raise UsageError(f"{self.out} already holds a checkpoint: use --resume to continue it, or another --out")
-        write_text_atomic(self.out / "config.yaml", C.dump(self.cfg))
+        D.barrier()  # (no rank may see the checkpoint rank 0 is about to write as "already there")
+        if self.main:
+            write_text_atomic(self.out / "config.yaml", C.dump(self.cfg))
         vfields = ["epoch", "step", "val_L_f", "val_L_r", *STAT_FIELDS, "w_brighter", "v_stronger"] + \
             _metric_labels(self.cfg["validation"])
-        log = _CsvLog(self.out / "log.csv", LOG_FIELDS, self.step if resume else None)
-        vlog = _CsvLog(self.out / "val.csv", vfields, self.step if resume else None)
+        log = _CsvLog(self.out / "log.csv", LOG_FIELDS, self.step if resume else None) if self.main else _NoLog()
+        vlog = _CsvLog(self.out / "val.csv", vfields, self.step if resume else None) if self.main else _NoLog()
         old_handler = None
         if threading.current_thread() is threading.main_thread():
             old_handler = signal.signal(signal.SIGINT, self._on_sigint)
-        print(self.data.describe(), file=sys.stderr)
-        print(self.memory.describe(), file=sys.stderr)
-        print(f"{self.steps_per_epoch} iterations per epoch, {self.total_steps} in all; device {self.device}; "
-              f"run folder {self.out}", file=sys.stderr)
+        if self.main:
+            print(self.data.describe(), file=sys.stderr)
+            print(self.memory.describe(), file=sys.stderr)
+            print(f"{self.steps_per_epoch} iterations per epoch, {self.total_steps} in all; device {self.device}; "
+                  f"run folder {self.out}; {self.ctx.describe()}"
+                  + (f" (global batch {self.cfg['train']['batch_size']}, "
+                     f"{self.cfg['train']['batch_size'] // self.ctx.world_size} per process)"
+                     if self.ctx.distributed else ""), file=sys.stderr)
         bar = _progress(self.total_steps, self.step, self.progress)
         stopped = "done"
         consistent = True
@@ -298,7 +328,7 @@ class Trainer:
             t0 = time.time()
             stop_at = self.total_steps if max_steps is None else min(self.total_steps, self.step + int(max_steps))
             while self.step < stop_at:
-                if self._stop:
+                if D.any_true(self._stop):  # (every rank stops at the same iteration)
                     stopped = "interrupted"
                     break
                 epoch = self.step // self.steps_per_epoch
@@ -306,8 +336,8 @@ class Trainer:
                 lr_now = self.opt_f.param_groups[0]["lr"]
                 p_lr_now = self.opt_p.param_groups[0]["lr"]
                 consistent = False
-                x = self.train_s.next().to(self.device)
-                logs = self.learner.step(self.step, x, self._meta_batches, c_grad)
+                x = self._mine(self.train_s.next()).to(self.device)
+                logs = D.all_mean(self.learner.step(self.step, x, self._meta_batches, c_grad))
                 self.step += 1
                 consistent = True
                 t1 = time.time()
@@ -330,7 +360,8 @@ class Trainer:
                             s.step()
                     ep_done = self.step // self.steps_per_epoch
                     v = self.cfg["validation"]
-                    if v["enabled"] and self.data.val and (ep_done % v["every_epochs"] == 0 or self.step >= self.total_steps):
+                    if self.main and v["enabled"] and self.data.val and \
+                            (ep_done % v["every_epochs"] == 0 or self.step >= self.total_steps):
                         self.last_val = {"epoch": ep_done, "step": self.step, **self.validate()}
                         vlog.write(self.last_val)
                         bar.write(_fmt_val(self.last_val))
@@ -458,6 +489,16 @@ def _metric_fns(vcfg: dict):
 def _fmt_val(v: dict) -> str:
     return "validation epoch {}: ".format(v["epoch"]) + ", ".join(
         f"{k} {val:.4g}" for k, val in v.items() if k not in ("epoch", "step"))
+
+
+class _NoLog:
+    """The log of a rank other than 0: rank 0 alone writes log.csv and val.csv."""
+
+    def write(self, row: dict) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 class _NoBar:

@@ -99,8 +99,11 @@ def _git_commit() -> str | None:
         return None
 
 
-def fuse_method(run: MethodRun, dataset, out_dir: Path, hashes: _FileHashes, task: str, batch_size: int, progress: bool) -> FuseReport:
-    """Fuse (or collect) ``run``'s outputs for ``dataset`` into ``out_dir`` with a hash-keyed cache."""
+def fuse_method(run: MethodRun, dataset, out_dir: Path, hashes: _FileHashes, task: str, batch_size: int, progress: bool,
+                stems=None) -> FuseReport:
+    """Fuse (or collect) ``run``'s outputs for ``dataset`` into ``out_dir`` with a hash-keyed cache.
+
+    ``stems``: only these pairs (this rank's share under torchrun); default all."""
     ensure_dir(out_dir)
     # one small record per finished output, written atomically right after the output itself: a kill -9
     # loses at most the batch in flight (cache.json of older runs is still read)
@@ -113,8 +116,9 @@ def fuse_method(run: MethodRun, dataset, out_dir: Path, hashes: _FileHashes, tas
         extra = hashes(src) if src else ""
         return hashlib.sha256(f"{base}|{hashes(pair.a)}|{hashes(pair.b)}|{extra}".encode()).hexdigest()
 
+    pairs = [p for p in dataset.pairs if stems is None or p.stem in stems]
     jobs, keys = [], {}
-    for pair in dataset.pairs:
+    for pair in pairs:
         keys[pair.stem] = key_for(pair)
         jobs.append(PairJob(pair.stem, Path(pair.a), Path(pair.b), out_dir / f"{pair.stem}.png"))
 
@@ -122,7 +126,7 @@ def fuse_method(run: MethodRun, dataset, out_dir: Path, hashes: _FileHashes, tas
         ent = _read_json(entries / f"{job.stem}.json", None) or cache.get(job.stem)
         return bool(ent and ent.get("key") == keys[job.stem] and job.out.is_file() and hashes(job.out) == ent.get("out"))
 
-    for pair in dataset.pairs:  # cache records half-written by a killed earlier run
+    for pair in pairs:  # cache records half-written by a killed earlier run (of this rank's pairs only)
         remove_stale_temps(entries / f"{pair.stem}.json")
 
     def remember(job: PairJob) -> None:
@@ -273,13 +277,23 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
     import pandas as pd
     import torch
 
+    from .. import distributed as D
+
     run_dir = Path(run_dir)
+    ctx = D.init(device)  # under torchrun: join the process group (no-op otherwise)
     ensure_dir(run_dir, "run folder")
-    for name in ("scores.csv", "summary.csv", "provenance.json"):  # temporaries of a killed earlier run
-        remove_stale_temps(run_dir / name)
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     result = EvalResult(run_dir, skipped=dict(skipped or {}), errors=dict(errors or {}))
     hashes = _FileHashes()
+    per_rank = None
+    if ctx.distributed:  # every rank fuses its share; rank 0 then does the rest as a single process would
+        mine = _fuse_share(plan, run_dir, hashes, batch_size, progress and ctx.is_main)
+        D.barrier()
+        per_rank = D.gather_objects(mine)
+        if not ctx.is_main:
+            return result
+    for name in ("scores.csv", "summary.csv", "provenance.json"):  # temporaries of a killed earlier run
+        remove_stale_temps(run_dir / name)
     frames, ds_meta, used = [], {}, {}
     from ..metrics.scoring import DecodeCache
 
@@ -339,6 +353,8 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
         "datasets": ds_meta, "methods": used, "skipped": result.skipped, "errors": result.errors,
         "failed": {f"{d}/{m}": v for (d, m), v in result.failed.items()},
         "incomplete": result.incomplete, "notes": result.notes, "metric_backend": _backend(device, requests),
+        "world_size": ctx.world_size,
+        "pairs_fused_per_rank": per_rank,
         "started": started, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "command": " ".join(sys.argv),
     }
     write_text_atomic(run_dir / "provenance.json", json.dumps(prov, indent=2))
@@ -350,6 +366,35 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
         if figures:
             write_figures(run_dir)
     return result
+
+
+def _fuse_share(plan, run_dir: Path, hashes: _FileHashes, batch_size: int, progress: bool) -> dict[str, int]:
+    """Under torchrun: fuse this rank's share of every dataset's pairs (:func:`fusionbench.distributed.shard`,
+    balanced by pixel count) for every runnable method. Failures are not reported here: rank 0's pass over
+    everything afterwards retries what is missing and reports it. Returns ``{"dataset/method": pairs fused}``."""
+    from .. import distributed as D
+    from ..fusing import image_header
+
+    def pixels(pair) -> int:
+        try:
+            h, w, _ = image_header(Path(pair.a))
+            return h * w
+        except FusionBenchError:
+            return 0
+
+    fused: dict[str, int] = {}
+    for ds, runs in plan:
+        mine = set(D.shard([p.stem for p in ds.pairs], [pixels(p) for p in ds.pairs]))
+        for m in runs:
+            if m.results_dir is not None:  # published outputs: rank 0 copies them (no computation)
+                continue
+            try:
+                rep = fuse_method(m, ds, run_dir / "fused" / _safe(ds.name) / _safe(m.name), hashes, ds.task,
+                                  batch_size, progress, stems=mine)
+            except Exception:  # noqa: BLE001 - reported by rank 0's pass, which tries again
+                continue
+            fused[f"{ds.name}/{m.name}"] = len(rep.done)
+    return fused
 
 
 def summarise_scores(scores, metric_order):
