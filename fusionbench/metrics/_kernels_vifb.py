@@ -1,16 +1,30 @@
-"""Low-level building blocks for the VIFB (MATLAB) metric preset.
+"""Low-level building blocks of the VIFB (MATLAB) metric kernels (:mod:`fusionbench.metrics.functional_vifb`).
 
 Everything works on (..., H, W) float tensors and is vectorised over the leading dimensions;
 Python loops run only over filter taps (at most 31) or over a fixed handful of maps.
-Each helper names the MATLAB construct it reproduces.
+Each helper names the MATLAB construct it reproduces. The spatial filters (Sobel, separable
+windows, block sums, MATLAB ``gradient``) are shared with the other kernels and live in
+:mod:`fusionbench.metrics.filters`; they are re-exported here under their MATLAB-flavoured names.
 """
 from __future__ import annotations
 
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
+
+from .filters import block_sums, magnitude_, matlab_gradient, sobel_xy
+from .filters import correlate_valid as corr1d_valid
+from .filters import fspecial_gaussian_1d
+from .filters import separable_same_zero as sep_filter_same_zero
+from .filters import separable_valid as sep_filter_valid
+
+__all__ = ["EPS64", "round_half_away", "minmax", "stretch_255", "compact", "to_float", "levels_u8", "hist256",
+           "joint_hist256", "entropy_from_counts", "freqspace_radius", "fft_filter_real", "fast_len",
+           "symmetric_kernel_spectrum", "gaussian_same_fft",
+           # re-exported from fusionbench.metrics.filters
+           "block_sums", "magnitude_", "matlab_gradient", "sobel_xy", "corr1d_valid", "fspecial_gaussian_1d",
+           "sep_filter_same_zero", "sep_filter_valid"]
 
 EPS64 = 2.220446049250313e-16  # MATLAB eps (double)
 
@@ -62,6 +76,13 @@ def compact(x: Tensor) -> Tensor:
     return x
 
 
+def to_float(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """Convert to ``dtype`` keeping a stride-0 batch broadcast (a source shared by a batch)."""
+    if x.shape[0] > 1 and x.stride(0) == 0:
+        return x[:1].to(dtype).expand(x.shape)
+    return x.to(dtype)
+
+
 # --------------------------------------------------------------------------------------------
 # histograms
 # --------------------------------------------------------------------------------------------
@@ -96,98 +117,6 @@ def entropy_from_counts(h: Tensor, total: float, dtype: torch.dtype, base: float
     p = h.to(dtype) / total
     e = -torch.xlogy(p, p).sum(-1)
     return e / math.log(base) if base else e
-
-
-# --------------------------------------------------------------------------------------------
-# filtering
-# --------------------------------------------------------------------------------------------
-
-def corr1d_valid(x: Tensor, taps, dim: int) -> Tensor:
-    """'valid' 1-D correlation along ``dim`` with Python-float taps, by shifted slices.
-
-    (About 10x faster than conv2d for float64 on CPU, and exact in the same way.)
-    """
-    k = len(taps)
-    n = x.shape[dim] - k + 1
-    out = x.narrow(dim, 0, n) * taps[0]
-    for i in range(1, k):
-        out.add_(x.narrow(dim, i, n), alpha=taps[i])
-    return out
-
-
-def sep_filter_valid(x: Tensor, tv, th) -> Tensor:
-    """2-D 'valid' correlation with the separable kernel outer(tv, th): ``filter2(k, x, 'valid')``."""
-    return corr1d_valid(corr1d_valid(x, th, -1), tv, -2)
-
-
-def sep_filter_same_zero(x: Tensor, tv, th) -> Tensor:
-    """``filter2(outer(tv, th), x, 'same')`` for odd-length taps: zero padding, output size of x."""
-    pv, ph = (len(tv) - 1) // 2, (len(th) - 1) // 2
-    return sep_filter_valid(F.pad(x, (ph, ph, pv, pv)), tv, th)
-
-
-def fspecial_gaussian_1d(size: int, sigma: float) -> list[float]:
-    """1-D factor g of MATLAB ``fspecial('gaussian', size, sigma)`` = outer(g, g).
-
-    fspecial zeroes entries below eps*max before normalising; that would break separability, so
-    this raises if any entry of the 2-D kernel would be zeroed (never the case for SSIM's 11/1.5).
-    """
-    half = (size - 1) / 2
-    xs = [-half + i for i in range(size)]
-    g = [math.exp(-(v * v) / (2 * sigma * sigma)) for v in xs]
-    if g[0] * g[0] < EPS64:  # smallest 2-D entry relative to the max (=1)
-        raise ValueError(f"fspecial('gaussian', {size}, {sigma}) is not separable (eps truncation)")
-    s = sum(g)
-    return [v / s for v in g]
-
-
-def sobel_xy(x: Tensor, mode: str) -> tuple[Tensor, Tensor]:
-    """Sobel correlations of (..., H, W), output size of x.
-
-    sx = correlation with [-1 0 1; -2 0 2; -1 0 1]  (right minus left)
-    sy = correlation with [-1 -2 -1; 0 0 0; 1 2 1]  (bottom minus top)
-    ``mode`` is 'constant' (zero padding: filter2/conv2 'same') or 'replicate' (imfilter).
-    Exact for integer-valued inputs.
-    """
-    shape = x.shape
-    x4 = x.reshape(-1, 1, shape[-2], shape[-1])
-    p = F.pad(x4, (1, 1, 1, 1), mode=mode) if mode != "constant" else F.pad(x4, (1, 1, 1, 1))
-    p = p.view(*shape[:-2], shape[-2] + 2, shape[-1] + 2)
-    sv = p[..., 1:-1, :] * 2  # vertical [1 2 1] smoothing, (H, W+2)
-    sv.add_(p[..., :-2, :]).add_(p[..., 2:, :])
-    sx = sv[..., :, 2:] - sv[..., :, :-2]
-    del sv
-    sh = p[..., :, 1:-1] * 2  # horizontal smoothing, (H+2, W)
-    sh.add_(p[..., :, :-2]).add_(p[..., :, 2:])
-    sy = sh[..., 2:, :] - sh[..., :-2, :]
-    return sx, sy
-
-
-def magnitude_(sx: Tensor, sy: Tensor) -> Tensor:
-    """sqrt(sx^2 + sy^2), computed in the storage of sx (which is overwritten)."""
-    return sx.square_().addcmul_(sy, sy).sqrt_()
-
-
-def matlab_gradient(x: Tensor) -> tuple[Tensor, Tensor]:
-    """MATLAB ``gradient`` with unit spacing: (d/dx along columns, d/dy along rows).
-
-    Central differences (x[j+1] - x[j-1]) / 2 inside, one-sided at the borders; a dimension of
-    length 1 gives 0.
-    """
-    def along(t: Tensor, dim: int) -> Tensor:
-        n = t.shape[dim]
-        g = torch.empty_like(t)
-        if n < 2:
-            return g.zero_()
-        torch.sub(t.narrow(dim, 1, 1), t.narrow(dim, 0, 1), out=g.narrow(dim, 0, 1))
-        torch.sub(t.narrow(dim, n - 1, 1), t.narrow(dim, n - 2, 1), out=g.narrow(dim, n - 1, 1))
-        if n > 2:
-            inner = g.narrow(dim, 1, n - 2)
-            torch.sub(t.narrow(dim, 2, n - 2), t.narrow(dim, 0, n - 2), out=inner)
-            inner.div_(2)
-        return g
-
-    return along(x, -1), along(x, -2)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,11 +191,3 @@ def gaussian_same_fft(y: Tensor, kernels: list[tuple[Tensor, Tensor]]) -> list[T
         prod = spec.mul_(k2) if i == len(kernels) - 1 else spec * k2
         out.append(torch.fft.irfft2(prod, s=(ph, pw))[..., :h, :w])
     return out
-
-
-def block_sums(x: Tensor, block: int) -> Tensor:
-    """``blkproc(x, [b b], @(t) sum(t(:)))``: sums over non-overlapping b x b blocks, partial
-    blocks at the right/bottom zero-padded (as blkproc does). (..., H, W) -> (..., ceil(H/b), ceil(W/b))."""
-    h, w = x.shape[-2:]
-    s = F.avg_pool2d(x.reshape(-1, 1, h, w), block, ceil_mode=True, divisor_override=1)
-    return s.view(*x.shape[:-2], *s.shape[-2:])

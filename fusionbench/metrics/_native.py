@@ -255,9 +255,10 @@ def cddfuse_core(f: Tensor, a: Tensor, b: Tensor, names, dtype=torch.float64) ->
 
 
 def _vif_taps() -> Tensor:
-    from .functional import _gaussian_1d
+    from .filters import fspecial_gaussian_1d
 
-    return torch.tensor([t for size in (17, 9, 5, 3) for t in _gaussian_1d(size, size / 5.0)], dtype=torch.float64)
+    taps = [t for size in (17, 9, 5, 3) for t in fspecial_gaussian_1d(size, size / 5.0)]
+    return torch.tensor(taps, dtype=torch.float64)
 
 
 _VIF_TAPS = _vif_taps()

@@ -2,7 +2,8 @@
 
 Every function takes float tensors of shape (N, C, H, W) on any device and returns a tensor of
 shape (N,) in the input dtype. Nothing loops over images, pixels or histogram bins in Python:
-histograms use ``bincount`` with a per-image offset, windows use ``conv2d``.
+histograms use ``bincount`` with a per-image offset, windows are separable slice-and-accumulate
+filters (:mod:`fusionbench.metrics.filters`).
 
 Conventions shared by all functions:
 
@@ -23,13 +24,14 @@ CT and MRI, ...). All two-source metrics here are symmetric in ``a`` and ``b``.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import MetricUndefinedError
+from .checks import check_nchw, check_same
+from .filters import fspecial_gaussian_1d, gaussian_window, separable_valid, window_sum_valid
 
 __all__ = [
     "check_nchw",
@@ -54,35 +56,8 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------------------------
-# input checks and small helpers
+# small helpers (the input checks are in fusionbench.metrics.checks)
 # --------------------------------------------------------------------------------------------
-def check_nchw(x: Tensor, name: str = "input", min_size: int = 1) -> Tensor:
-    """Check that ``x`` is an (N, C, H, W) tensor with H, W >= ``min_size``; return it as float.
-
-    Integer tensors are converted to float32; float tensors keep their dtype.
-    """
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ValueError(f"{name}: expected shape (N, C, H, W), got {tuple(x.shape)}")
-    if x.shape[-1] < min_size or x.shape[-2] < min_size:
-        raise ValueError(f"{name}: image is {x.shape[-1]}x{x.shape[-2]} pixels; this metric needs at least "
-                         f"{min_size}x{min_size}")
-    if not x.is_floating_point():
-        x = x.to(torch.float32)
-    return x
-
-
-def _check_same(fused: Tensor, *others: Tensor, min_size: int = 1) -> list[Tensor]:
-    names = ("fused", "a", "b")
-    out = [check_nchw(t, n, min_size) for t, n in zip((fused, *others), names)]
-    for t, n in zip(out[1:], names[1:]):
-        if t.shape != out[0].shape:
-            raise ValueError(f"{n} has shape {tuple(t.shape)} but fused has {tuple(out[0].shape)}")
-    dt = out[0].dtype
-    return [t.to(dt) for t in out]
-
-
 def _per_channel(*xs: Tensor) -> tuple[int, int, list[Tensor]]:
     """(N, C, H, W) -> (N*C, 1, H, W) views; returns N, C and the reshaped tensors."""
     n, c = xs[0].shape[:2]
@@ -245,7 +220,7 @@ def mutual_information(fused: Tensor, a: Tensor, b: Tensor, levels: int = 256) -
     >>> mutual_information(x, x, torch.zeros_like(x))  # ln 256 + 0
     tensor([5.5452])
     """
-    fused, a, b = _check_same(fused, a, b)
+    fused, a, b = check_same(fused, a, b)
     n, c, (f, a, b) = _per_channel(fused, a, b)
     joint = _joint_counts(f, torch.stack([a, b]), levels)
     mi = _mi_from_joint(joint, f[0].numel(), fused.dtype)
@@ -278,7 +253,7 @@ def correlation_coefficient(fused: Tensor, a: Tensor, b: Tensor) -> Tensor:
     >>> correlation_coefficient(x, x, x).tolist()
     [1.0, 1.0]
     """
-    fused, a, b = _check_same(fused, a, b)
+    fused, a, b = check_same(fused, a, b)
     n, c, (f, a, b) = _per_channel(fused, a, b)
     r = (correlation(a, f) + correlation(b, f)) / 2
     return _channel_mean(r, n, c)
@@ -295,99 +270,10 @@ def scd(fused: Tensor, a: Tensor, b: Tensor) -> Tensor:
     >>> scd(a + b, a, b)
     tensor([2.])
     """
-    fused, a, b = _check_same(fused, a, b)
+    fused, a, b = check_same(fused, a, b)
     n, c, (f, a, b) = _per_channel(fused, a, b)
     s = correlation(a, f - b) + correlation(b, f - a)
     return _channel_mean(s, n, c)
-
-
-# --------------------------------------------------------------------------------------------
-# windowed filters (slice-and-accumulate: dtype-generic, exact tap order, any device)
-# --------------------------------------------------------------------------------------------
-@lru_cache(maxsize=None)
-def _gaussian_1d(size: int, sigma: float) -> tuple[float, ...]:
-    """1-D factor of MATLAB ``fspecial('gaussian', size, sigma)``, normalised, as Python floats.
-
-    fspecial zeroes entries of the 2-D kernel below eps * max; for the windows used here no entry
-    is that small, so the kernel is exactly the outer product of this factor with itself.
-    """
-    r = (size - 1) / 2
-    x = torch.arange(size, dtype=torch.float64) - r
-    g = torch.exp(-(x * x) / (2 * sigma * sigma))
-    if bool((torch.outer(g, g) < torch.finfo(torch.float64).eps * g.max() ** 2).any()):
-        raise ValueError(f"gaussian window {size}/{sigma}: fspecial would truncate it; not separable")
-    return tuple((g / g.sum()).tolist())
-
-
-def gaussian_window(size: int, sigma: float, dtype=torch.float64, device=None) -> Tensor:
-    """1-D normalised Gaussian whose outer product is MATLAB ``fspecial('gaussian', size, sigma)``."""
-    return torch.tensor(_gaussian_1d(int(size), float(sigma)), dtype=dtype, device=device)
-
-
-def _taps_valid(x: Tensor, taps, dim: int, stride: int = 1) -> Tensor:
-    """'valid' correlation of ``x`` with the 1-D ``taps`` (Python floats) along ``dim`` (-1 or -2).
-
-    Output index i is sum_k taps[k] * x[i * stride + k]: with ``stride`` 2 that is the full
-    'valid' result keeping every second sample, starting at 0.
-    """
-    k = len(taps)
-    n = x.shape[dim]
-    no = (n - k) // stride + 1
-
-    def tap(i):
-        sl = slice(i, i + (no - 1) * stride + 1, stride)
-        return x[..., sl, :] if dim == -2 else x[..., sl]
-
-    out = tap(0) * taps[0]
-    for i in range(1, k):  # window taps, not pixels
-        out.add_(tap(i), alpha=taps[i])
-    return out
-
-
-def _sep_valid(x: Tensor, taps, stride: int = 1) -> Tensor:
-    """'valid' separable correlation of (..., H, W) with ``taps`` on both axes (see :func:`_taps_valid`).
-
-    Empty (zero-size) when the image is smaller than the window.
-    """
-    k = len(taps)
-    h, w = x.shape[-2:]
-    if h < k or w < k:
-        rows = (h - k) // stride + 1 if h >= k else 0
-        cols = (w - k) // stride + 1 if w >= k else 0
-        return x.new_zeros(*x.shape[:-2], rows, cols)
-    return _taps_valid(_taps_valid(x, taps, -1, stride), taps, -2, stride)
-
-
-def _window_sum_valid(x: Tensor, k: int, dim: int) -> Tensor:
-    """Sum of k consecutive samples along ``dim`` ('valid'), by doubling: about log2(k) + popcount(k) passes.
-
-    The additions are exact for integer-valued data (and float64 sums of float32 values), so the
-    association does not matter there.
-    """
-    def sl(t, start, length):
-        return t.narrow(dim, start, length)
-
-    n = x.shape[dim]
-    no = n - k + 1
-    pieces = {1: x}
-    p = 1
-    while p * 2 <= k:
-        t = pieces[p]
-        ln = t.shape[dim] - p
-        pieces[p * 2] = sl(t, 0, ln) + sl(t, p, ln)
-        p *= 2
-    parts = []
-    off = 0
-    for size in sorted(pieces, reverse=True):
-        if k - off >= size:
-            parts.append(sl(pieces[size], off, no))
-            off += size
-    if len(parts) == 1:
-        return parts[0].clone() if parts[0] is x else parts[0]
-    out = parts[0] + parts[1]
-    for part in parts[2:]:
-        out += part
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -447,15 +333,15 @@ def _vifp_terms(ref: Tensor, dist: Tensor, sigma_nsq: float = 2.0, eps: float = 
     den = ref.new_zeros(k, m)
     for s in range(1, scales + 1):  # the four scales, not a loop over images or pixels
         size = 2 ** (scales + 1 - s) + 1
-        taps = _gaussian_1d(size, size / 5.0)
+        taps = fspecial_gaussian_1d(size, size / 5.0)
         if s > 1:
-            ref, dist = _sep_valid(_scipy_valid_operand(ref, size, m_ref, s), taps, 2), \
-                _sep_valid(_scipy_valid_operand(dist, size, m_dist, s), taps, 2)
+            ref, dist = separable_valid(_scipy_valid_operand(ref, size, m_ref, s), taps, stride=2), \
+                separable_valid(_scipy_valid_operand(dist, size, m_dist, s), taps, stride=2)
         ref_w, dist_w = _scipy_valid_operand(ref, size, m_ref, s), _scipy_valid_operand(dist, size, m_dist, s)
-        mu1, mu2 = _sep_valid(ref_w, taps), _sep_valid(dist_w, taps)
-        s1 = _sep_valid(ref_w * ref_w, taps).addcmul_(mu1, mu1, value=-1).clamp_min_(0)
-        s2 = _sep_valid(dist_w * dist_w, taps).addcmul_(mu2, mu2, value=-1).clamp_min_(0)
-        s12 = _sep_valid(ref_w * dist_w, taps).sub_(mu1 * mu2)
+        mu1, mu2 = separable_valid(ref_w, taps), separable_valid(dist_w, taps)
+        s1 = separable_valid(ref_w * ref_w, taps).addcmul_(mu1, mu1, value=-1).clamp_min_(0)
+        s2 = separable_valid(dist_w * dist_w, taps).addcmul_(mu2, mu2, value=-1).clamp_min_(0)
+        s12 = separable_valid(ref_w * dist_w, taps).sub_(mu1 * mu2)
         del mu1, mu2, ref_w, dist_w
         # The reference's masking sequence reduces to: the information term counts only where
         # s1 >= eps, s2 >= eps and g = s12 / (s1 + eps) > 0 (elsewhere g is set to 0, so the term
@@ -490,7 +376,7 @@ def vifp_pair(ref: Tensor, dist: Tensor, sigma_nsq: float = 2.0) -> Tensor:
     dtype): the reference thresholds variances at 1e-10, far below float32 resolution of
     E[x^2] - E[x]^2 on 0..255 data, and float32 statistics were measured to move VIF by up to 8e-4.
     """
-    ref, dist = _check_same(ref, dist)
+    ref, dist = check_same(ref, dist)
     n, c, (r, d) = _per_channel(ref, dist)
     num, den = _vifp_terms(r.unsqueeze(0).to(torch.float64), d.to(torch.float64), sigma_nsq)
     return _channel_mean(_safe_div(num[0], den[0], 1.0).to(ref.dtype), n, c)
@@ -509,7 +395,7 @@ def vif(fused: Tensor, a: Tensor, b: Tensor, sigma_nsq: float = 2.0) -> Tensor:
     >>> round(vif(x, x, x).item(), 6)
     2.0
     """
-    fused, a, b = _check_same(fused, a, b)
+    fused, a, b = check_same(fused, a, b)
     n, c, (f, a, b) = _per_channel(fused, a, b)
     num, den = _vifp_terms(torch.stack([a, b]).to(torch.float64), f.to(torch.float64), sigma_nsq)
     v = _safe_div(num, den, 1.0).to(fused.dtype)
@@ -568,7 +454,7 @@ def qabf(fused: Tensor, a: Tensor, b: Tensor) -> Tensor:
     >>> qabf(x, x, x).item() > 0.9
     True
     """
-    fused, a, b = _check_same(fused, a, b)
+    fused, a, b = check_same(fused, a, b)
     n, c, (f, a, b) = _per_channel(fused, a, b)
     g, ang = _sobel_grad_angle(torch.stack([a, b, f]))
     q = _qabf_edge_preservation(g[:2], ang[:2], g[2:], ang[2:])
@@ -603,7 +489,7 @@ def _ssim_maps(x: Tensor, ys: Tensor, window: str, size: int, sigma: float, data
     if window == "box":
         taps = (1.0 / size,) * size
     elif window == "gaussian":
-        taps = _gaussian_1d(size, sigma)
+        taps = fspecial_gaussian_1d(size, sigma)
     else:
         raise ValueError("window must be 'box' or 'gaussian'")
     x = x.unsqueeze(0)
@@ -612,8 +498,8 @@ def _ssim_maps(x: Tensor, ys: Tensor, window: str, size: int, sigma: float, data
     cx = x.mean((-2, -1), keepdim=True)
     cy = ys.mean((-2, -1), keepdim=True)
     xc, yc = x - cx, ys - cy
-    ux, uy = _sep_valid(xc, taps), _sep_valid(yc, taps)
-    uxx, uyy, uxy = _sep_valid(xc * xc, taps), _sep_valid(yc * yc, taps), _sep_valid(xc * yc, taps)
+    ux, uy = separable_valid(xc, taps), separable_valid(yc, taps)
+    uxx, uyy, uxy = separable_valid(xc * xc, taps), separable_valid(yc * yc, taps), separable_valid(xc * yc, taps)
     cov_norm = size * size / (size * size - 1) if sample_covariance else 1.0
     c1, c2 = (k1 * data_range) ** 2, (k2 * data_range) ** 2
     vx = uxx.addcmul_(ux, ux, value=-1).mul_(cov_norm)
@@ -637,10 +523,10 @@ def _box_mean_skimage_f32(x: Tensor, size: int) -> Tensor:
     ``sum / size`` in float32 equals scipy's stored value; the second pass sums float32 values,
     which is exact in float64, and rounds to float32 once.
     """
-    s = _window_sum_valid(x, size, -2)
+    s = window_sum_valid(x, size, -2)
     v = torch.empty(s.shape, dtype=torch.float64, device=s.device)
     torch.div(s, size, out=v)  # computed in float32 (the inputs' type), stored as float64: one pass
-    t = _window_sum_valid(v, size, -1)
+    t = window_sum_valid(v, size, -1)
     u = torch.empty(t.shape, dtype=torch.float32, device=t.device)
     return torch.div(t, size, out=u)  # computed in float64, rounded once to float32
 
@@ -702,7 +588,7 @@ def ssim_pair(x: Tensor, y: Tensor, window: str = "box", size: int = 7, sigma: f
     >>> ssim_pair(x, x).tolist()
     [1.0]
     """
-    x, y = _check_same(x, y, min_size=size)
+    x, y = check_same(x, y, min_size=size)
     n, c, (x, y) = _per_channel(x, y)
     s = _ssim_dispatch(x, y.unsqueeze(0), window, size, sigma, data_range, sample_covariance, k1, k2, emulate)
     return _channel_mean(s[0].to(x.dtype), n, c)
@@ -723,7 +609,7 @@ def ssim(fused: Tensor, a: Tensor, b: Tensor, **kwargs) -> Tensor:
     if unknown:
         raise TypeError(f"ssim() got unexpected keyword argument(s): {', '.join(sorted(unknown))}")
     opts = {**_SSIM_DEFAULTS, **kwargs}
-    fused, a, b = _check_same(fused, a, b, min_size=opts["size"])
+    fused, a, b = check_same(fused, a, b, min_size=opts["size"])
     n, c, (f, a, b) = _per_channel(fused, a, b)
     s = _ssim_dispatch(f, torch.stack([a, b]), **opts).to(f.dtype)
     return _channel_mean(s[0] + s[1], n, c)
@@ -739,7 +625,7 @@ def mse(fused: Tensor, a: Tensor, b: Tensor) -> Tensor:
     >>> mse(x, x + 1, x + 3)
     tensor([5.])
     """
-    fused, a, b = _check_same(fused, a, b)
+    fused, a, b = check_same(fused, a, b)
     n, c, (f, a, b) = _per_channel(fused, a, b)
     e = ((a - f).square().flatten(1).mean(1) + (b - f).square().flatten(1).mean(1)) / 2
     return _channel_mean(e, n, c)
@@ -752,7 +638,7 @@ def rmse(fused: Tensor, a: Tensor, b: Tensor) -> Tensor:
     >>> rmse(x, x + 1, x + 3)
     tensor([2.2361])
     """
-    fused, a, b = _check_same(fused, a, b)
+    fused, a, b = check_same(fused, a, b)
     n, c, (f, a, b) = _per_channel(fused, a, b)
     e = ((a - f).square().flatten(1).mean(1) + (b - f).square().flatten(1).mean(1)) / 2
     return _channel_mean(e.sqrt(), n, c)
@@ -768,7 +654,7 @@ def psnr(fused: Tensor, a: Tensor, b: Tensor, peak: str | float = "max") -> Tens
     >>> psnr(x, x + 1, x + 1)
     tensor([20.])
     """
-    fused, a, b = _check_same(fused, a, b)
+    fused, a, b = check_same(fused, a, b)
     n, c, (f, a, b) = _per_channel(fused, a, b)
     e = ((a - f).square().flatten(1).mean(1) + (b - f).square().flatten(1).mean(1)) / 2
     pk = f.flatten(1).amax(1) if peak == "max" else torch.full_like(e, float(peak))
