@@ -13,7 +13,7 @@ their values exactly. There is no per-channel averaging.
 Metrics the evaluator has (EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM, MSE, CC, PSNR) follow it
 exactly; see :mod:`fusionbench.metrics.functional` for each definition. Metrics it lacks are
 computed on the same luma images with the nearest convention and flagged as extensions in
-:data:`CDDFUSE_NOTES`.
+:data:`TABLE`, the preset's declarative metric table (``metric -> (kernel, params, fidelity)``).
 """
 from __future__ import annotations
 
@@ -22,6 +22,9 @@ from torch import Tensor
 
 from . import _native
 from . import functional as FM
+from . import functional_vifb as V
+from .checks import check_nchw
+from .spec import Preset
 
 REFERENCE = "CDDFuse utils/Evaluator.py (github.com/Zhaozixiang1228/MMIF-CDDFuse @ fd8da1f), images read as luma"
 
@@ -38,8 +41,7 @@ def luma_rounded(x: Tensor) -> Tensor:
     check all 2^24 against a digest of OpenCV's output). A single-channel image is returned as it is
     (the luma of a replicated grey value v rounds to v).
     """
-    if x.ndim != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f"expected (N, 1|3, H, W), got {tuple(x.shape)}")
+    check_nchw(x, "luma_rounded", channels=(1, 3))
     x32 = x.to(torch.float32)
     if x.shape[1] == 1:
         return x32.round() if x.is_floating_point() else x32
@@ -86,93 +88,47 @@ def native_cddfuse(fused: Tensor, a: Tensor, b: Tensor, names, dtype=torch.float
     return _native.cddfuse_core(fused, a, b, names, dtype)
 
 
-def _en(f, a, b):
-    return FM.entropy(f)
+# --------------------------------------------------------------------------------------------
+# the preset
+# --------------------------------------------------------------------------------------------
 
+_EXT_VIFB = "extension: VIFB's "
 
-def _sd(f, a, b):
-    return FM.standard_deviation(f)
-
-
-def _sf(f, a, b):
-    return FM.spatial_frequency(f, normalize="differences")
-
-
-def _ag(f, a, b):
-    return FM.average_gradient(f, normalize="pixels")
-
-
-def _mi(f, a, b):
-    return FM.mutual_information(f, a, b)
-
-
-def _scd(f, a, b):
-    return FM.scd(f, a, b)
-
-
-def _vif(f, a, b):
-    return FM.vif(f, a, b)
-
-
-def _qabf(f, a, b):
-    return FM.qabf(f, a, b)
-
-
-def _ssim(f, a, b):
-    return FM.ssim(f, a, b, window="box", size=7, data_range=2.0, sample_covariance=True, emulate="skimage-float32")
-
-
-def _mse(f, a, b):
-    return FM.mse(f, a, b)
-
-
-def _rmse(f, a, b):
-    return FM.rmse(f, a, b)
-
-
-def _cc(f, a, b):
-    return FM.correlation_coefficient(f, a, b)
-
-
-def _psnr(f, a, b):
-    return FM.psnr(f, a, b, peak="max")
-
-
-#: canonical metric name -> fn(f, a, b) -> (N,), on the output of :func:`prepare_cddfuse`
-CDDFUSE_METRICS = {
-    "EN": _en, "SD": _sd, "SF": _sf, "AG": _ag, "MI": _mi, "SCD": _scd, "VIF": _vif, "Qabf": _qabf,
-    "SSIM": _ssim, "MSE": _mse, "RMSE": _rmse, "CC": _cc, "PSNR": _psnr,
+#: metric -> (kernel, parameters, fidelity), on the output of :func:`prepare_cddfuse`: the evaluator's
+#: twelve metrics, then those it lacks, computed on the same rounded luma images (VIFB's kernels for CE,
+#: EI, Qcb and Qcv: on a single-channel image VIFB's per-channel averaging does nothing)
+TABLE = {
+    "EN": (FM.entropy, {}, "reference"),
+    "SD": (FM.standard_deviation, {}, "reference"),
+    "SF": (FM.spatial_frequency, {"normalize": "differences"}, "reference"),
+    "AG": (FM.average_gradient, {"normalize": "pixels"}, "reference"),
+    "MI": (FM.mutual_information, {}, "reference"),
+    "SCD": (FM.scd, {}, "reference"),
+    "VIF": (FM.vif, {}, "reference"),
+    "Qabf": (FM.qabf, {}, "reference"),
+    "SSIM": (FM.ssim, {"window": "box", "size": 7, "data_range": 2.0, "sample_covariance": True,
+                       "emulate": "skimage-float32"}, "reference"),
+    "MSE": (FM.mse, {}, "reference"),
+    "RMSE": (FM.rmse, {}, "extension: sqrt of the evaluator's MSE (mean of the two sources' true MSEs on rounded "
+                          "luma), in grey levels, so that PSNR = 20 log10(max F / RMSE)"),
+    "CC": (FM.correlation_coefficient, {}, "reference"),
+    "PSNR": (FM.psnr, {"peak": "max"}, "reference"),
+    "CE": (V.cross_entropy_kl, {}, _EXT_VIFB + "Cross_entropy (KL divergence of each source's 256-bin histogram "
+                                             "from F's, bits, bins where either is empty skipped, mean over the two "
+                                             "sources) on the rounded luma images"),
+    "EI": (V.edge_intensity, {}, _EXT_VIFB + "Edge_intensity (Sobel correlation with replicate borders, mean "
+                                           "magnitude) on the rounded luma of F"),
+    "Qcb": (V.qcb, {}, _EXT_VIFB + "Qcb (Chen-Blum; min-max normalisation, CSF, local contrast, saliency weights) "
+                                 "on the rounded luma images"),
+    "Qcv": (V.qcv, {}, _EXT_VIFB + "Qcv (Chen-Varshney; min-max normalisation, 16x16 blocks, Mannos-Sakrison CSF) "
+                                 "on the rounded luma images"),
 }
 
-#: fidelity of each implementation: "reference" or "extension: <convention>"
-CDDFUSE_NOTES = {
-    name: "reference" for name in ("EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "MSE", "CC", "PSNR")
-}
-CDDFUSE_NOTES["RMSE"] = ("extension: sqrt of the evaluator's MSE (mean of the two sources' true MSEs on rounded "
-                         "luma), in grey levels, so that PSNR = 20 log10(max F / RMSE)")
-
-
-#: metrics the evaluator lacks, computed on the same rounded luma images with VIFB's kernels (the vifb
-#: module's functions; on a single-channel image VIFB's per-channel averaging does nothing)
-VIFB_EXTENSIONS = {
-    "CE": "extension: VIFB's Cross_entropy (KL divergence of each source's 256-bin histogram from F's, bits, "
-          "bins where either is empty skipped, mean over the two sources) on the rounded luma images",
-    "EI": "extension: VIFB's Edge_intensity (Sobel correlation with replicate borders, mean magnitude) on the "
-          "rounded luma of F",
-    "Qcb": "extension: VIFB's Qcb (Chen-Blum; min-max normalisation, CSF, local contrast, saliency weights) on "
-           "the rounded luma images",
-    "Qcv": "extension: VIFB's Qcv (Chen-Varshney; min-max normalisation, 16x16 blocks, Mannos-Sakrison CSF) on "
-           "the rounded luma images",
-}
-
-
-def metric_table(vifb_metrics: dict | None = None) -> tuple[dict, dict]:
-    """``(functions, fidelity notes)`` of the preset: the evaluator's metrics plus, when the vifb kernels are
-    given (``fusionbench.metrics.vifb.VIFB_METRICS``), the :data:`VIFB_EXTENSIONS`. Builds new dicts; nothing
-    module-level is modified."""
-    fns, notes = dict(CDDFUSE_METRICS), dict(CDDFUSE_NOTES)
-    for name, note in VIFB_EXTENSIONS.items():
-        fn = (vifb_metrics or {}).get(name)
-        if fn is not None:
-            fns[name], notes[name] = fn, note
-    return fns, notes
+PRESET = Preset(
+    "cddfuse", REFERENCE,
+    "grey replicated to 3 channels; float32 BT.601 luma (OpenCV order), rounded half to even; one image",
+    prepare_cddfuse, TABLE,
+    native=native_cddfuse, native_metrics=NATIVE_METRICS,
+    sixteen_bit="shift",  # cv2.imread(path) of a 16-bit PNG: v >> 8
+    default_dtype="float32",
+)

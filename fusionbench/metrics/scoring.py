@@ -38,7 +38,7 @@ from torch import Tensor
 from ..contract import check_min_size, check_triple
 from ..errors import FusionBenchError, ImageReadError, MetricUndefinedError
 from ..io import SIXTEEN_BIT_RULES, to_8bit
-from .presets import get_preset
+from .presets import DEFAULT_PRESET, Preset, get_preset
 from .registry import MetricRequest, parse_metrics
 
 #: images smaller than this (in either dimension) are rejected, so that every metric of every
@@ -91,27 +91,27 @@ def backend(device="cpu", presets=("cddfuse",)) -> dict:
     the metrics they compute (uint8 inputs, CPU, a preset with native kernels), "detail"}``. Values do not depend
     on it (the native kernels equal the eager torch path, ``tests/test_native_kernels.py``)."""
     from . import _native
-    from .presets import get_preset
 
     dev = torch.device(device)
+    ps = [get_preset(p) for p in presets]  # names or Preset objects
     st = _native.status() if dev.type == "cpu" else "not used (not CPU)"
-    native = sorted({m for p in presets for m in (get_preset(p).native_metrics if get_preset(p).native else ())})
+    native = sorted({m for p in ps if p.native for m in p.native_metrics})
     used = dev.type == "cpu" and st == "loaded" and bool(native)
-    detail = (f"native CPU kernels for {', '.join(native)} ({', '.join(p for p in presets if get_preset(p).native)} "
+    detail = (f"native CPU kernels for {', '.join(native)} ({', '.join(p.name for p in ps if p.native)} "
               "preset, uint8 inputs), eager torch for the rest") if used else f"eager torch on {dev}"
     return {"device": str(dev), "kernels": "native" if used else "eager", "native": st,
             "native_metrics": native if used else [], "detail": detail}
 
 
-def _as_requests(requests, preset: str | None) -> list[MetricRequest]:
+def _as_requests(requests, preset: str | Preset | None) -> list[MetricRequest]:
     if isinstance(requests, str) or (isinstance(requests, (list, tuple)) and requests
                                      and all(isinstance(r, str) for r in requests)):
-        return parse_metrics(requests, preset or "cddfuse")
+        return parse_metrics(requests, preset if preset is not None else DEFAULT_PRESET)
     return list(requests)
 
 
 def score_batch(fused: Tensor, a: Tensor, b: Tensor, requests, dtype: torch.dtype | None = None,
-                preset: str | None = None, chunk_pixels: int | None = None, workers: int = 1,
+                preset: str | Preset | None = None, chunk_pixels: int | None = None, workers: int = 1,
                 data_range: float | None = None) -> dict[str, Tensor]:
     """Score a batch of same-size images: ``{label: Tensor (N,)}`` in ``dtype`` on the input device.
 
@@ -128,7 +128,8 @@ def score_batch(fused: Tensor, a: Tensor, b: Tensor, requests, dtype: torch.dtyp
     :data:`MIN_SIZE` pixels on each side. ``requests``
     is a list of :class:`~fusionbench.metrics.registry.MetricRequest` (from
     :func:`~fusionbench.metrics.parse_metrics`) or a spec string such as ``"EN,SD,SSIM@vifb"``
-    (then ``preset`` is the run preset, default ``cddfuse``). Each preset involved prepares the
+    (then ``preset``, a name or a :class:`~fusionbench.metrics.spec.Preset` object, is the run preset,
+    default ``cddfuse``). Each preset involved prepares the
     colour once per image, then every metric runs vectorised over the images.
 
     On CPU the batch is processed in cache-sized chunks of about ``chunk_pixels`` pixels
@@ -151,8 +152,8 @@ def score_batch(fused: Tensor, a: Tensor, b: Tensor, requests, dtype: torch.dtyp
         groups.setdefault(r.preset, []).append(r)
     n = fused.shape[0]
     presets = []
-    for pname, rs in groups.items():
-        p = get_preset(pname)
+    for rs in groups.values():
+        p = rs[0].resolved_preset
         if not p.available:
             raise FusionBenchError(f"preset {p.name!r} is not available: {p.unavailable_reason}")
         presets.append((p, rs))
@@ -195,7 +196,7 @@ def score_batch(fused: Tensor, a: Tensor, b: Tensor, requests, dtype: torch.dtyp
                     prep = p.prepare_for(r.metric.name)
                     if prep not in prepared:
                         prepared[prep] = prep(fc, ac, bc, pdt)
-                    res[r.label] = r.implementation.fn(*prepared[prep]).to(pdt)
+                    res[r.label] = p.metrics[r.metric.name].fn(*prepared[prep]).to(pdt)
                 del prepared
         return res
 
@@ -492,12 +493,13 @@ def _score_chunk(chunk, reqs, device, dtype, want_notes: bool):
 
 
 def score_files(triples: Iterable[tuple], requests, device=None, dtype: torch.dtype | None = None, batch_size: int = 16,
-                progress: bool = True, label: str = "scoring", preset: str | None = None,
+                progress: bool = True, label: str = "scoring", preset: str | Preset | None = None,
                 workers: int | None = None, on_note: Callable[[str, str], None] | None = None,
                 decode_cache: DecodeCache | None = None) -> Iterator[tuple[str, dict | None, str | None]]:
     """Score image files; yield ``(stem, {label: float}, None)`` or ``(stem, None, error)`` per image.
 
-    ``triples`` are ``(stem, fused_path, a_path, b_path)``. Only the headers are read first; images
+    ``triples`` are ``(stem, fused_path, a_path, b_path)``; ``requests`` and ``preset`` (a name or a
+    :class:`~fusionbench.metrics.spec.Preset` object) are as for :func:`score_batch`. Only the headers are read first; images
     are grouped by size and channel layout (fused, a, b) into batches of at most ``batch_size``.
     ``workers`` threads (default: the number of CPUs, at most 8) decode files, and on CPU as many
     threads score batches concurrently, each running its torch operations single-threaded (no
@@ -514,7 +516,7 @@ def score_files(triples: Iterable[tuple], requests, device=None, dtype: torch.dt
     device = torch.device(device) if device is not None else torch.device("cpu")
     cpu = device.type == "cpu"
     triples = [(str(s), Path(f), Path(a), Path(b)) for s, f, a, b in triples]
-    rules = OrderedDict((r.preset, get_preset(r.preset).sixteen_bit) for r in reqs)
+    rules = OrderedDict((r.preset, r.resolved_preset.sixteen_bit) for r in reqs)
     rule16 = " / ".join(f"{SIXTEEN_BIT_RULES[rule]} ({name})" for name, rule in rules.items())
     batches: OrderedDict[tuple, list] = OrderedDict()
     errors: list[tuple[str, str]] = []

@@ -2,6 +2,8 @@
 
 Reference: github.com/xingchenzhang/VIFB ``metrics/*.m`` and the values in
 ``shared/reference/vifb_matlab.csv`` (conventions in ``shared/reference/VIFB_METRICS.md``).
+The kernels are in :mod:`fusionbench.metrics.functional_vifb` (re-exported here); this module is
+the preset: VIFB's colour handling and the table of which kernel computes each metric.
 
 Usage::
 
@@ -17,28 +19,36 @@ fused image has one channel, RGB sources are converted with MATLAB ``rgb2gray`` 
 :func:`prepare_vifb`: on uint8 (rounded) for most metrics, on double (unrounded) for PSNR, RMSE and
 Qabf, following each metric's code (:data:`VIFB_PREPARE_VARIANTS`).
 
-Every two-source metric here is symmetric in the two sources (MI and SSIM are sums, CE, PSNR
-and RMSE means, Qabf, Qcb and Qcv symmetric weighted forms), so VIFB's (visible, infrared) order
-and fusionbench's (a = IR, b = VIS) order give the same values.
-
-All functions take prepared (N, C, H, W) float tensors with values 0..255 and return (N,) in
-their dtype, on their device. Sources broadcast from one image with ``expand`` (stride 0 on the
-batch dim) are processed once.
+Metrics VIFB's toolbox lacks (VIF, SCD, CC, MSE) are the CDDFuse definitions of
+:mod:`fusionbench.metrics.functional` applied to each channel of VIFB's prepared images and
+averaged (VIFB's colour convention), flagged as extensions.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch
 from torch import Tensor
 
 from ..color import MATLAB_GRAY, luma, luma_matlab_u8
-from ..errors import DataError, SizeMismatchError
-from . import _kernels_vifb as K
+from . import functional as FM
+from . import functional_vifb as V
+from ._kernels_vifb import to_float
+from .catalogue import lookup
+from .checks import KernelSizeMismatchError, check_nchw
+from .functional_vifb import (average_gradient_vifb, cross_entropy_kl, edge_intensity, entropy,
+                              mutual_information_vifb, psnr_vifb, qabf, qcb, qcv, rmse_vifb, spatial_frequency_vifb,
+                              ssim_vifb, standard_deviation)
+from .spec import Preset
 
 __all__ = [
+    "PRESET",
     "prepare_vifb",
+    "VIFB_PREPARE_VARIANTS",
+    "VIFB_METRICS",
+    "VIFB_NOTES",
+    "VIFB_HIGHER_IS_BETTER",
+    # the kernels, re-exported from fusionbench.metrics.functional_vifb
     "entropy",
     "standard_deviation",
     "spatial_frequency_vifb",
@@ -52,22 +62,15 @@ __all__ = [
     "qabf",
     "qcb",
     "qcv",
-    "VIFB_METRICS",
-    "VIFB_NOTES",
-    "VIFB_HIGHER_IS_BETTER",
 ]
 
+REFERENCE = "VIFB MATLAB toolbox (github.com/xingchenzhang/VIFB @ 22b2ea9), metrics/*.m"
+COLOUR = "each metric per R, G, B channel, then averaged (SF: channels side by side); grey sources used as is"
+
 
 # --------------------------------------------------------------------------------------------
-# input preparation
+# colour handling
 # --------------------------------------------------------------------------------------------
-
-def _to_float(x: Tensor, dtype: torch.dtype) -> Tensor:
-    """Convert to ``dtype`` keeping a stride-0 batch broadcast (a source shared by a batch)."""
-    if x.shape[0] > 1 and x.stride(0) == 0:
-        return x[:1].to(dtype).expand(x.shape)
-    return x.to(dtype)
-
 
 def prepare_vifb(fused_u8: Tensor, a_u8: Tensor, b_u8: Tensor, dtype: torch.dtype = torch.float64,
                  grey: str = "rounded"):
@@ -86,373 +89,28 @@ def prepare_vifb(fused_u8: Tensor, a_u8: Tensor, b_u8: Tensor, dtype: torch.dtyp
     if grey not in ("rounded", "exact"):
         raise ValueError(f"grey={grey!r}; use 'rounded' or 'exact'")
     for name, t in (("fused", fused_u8), ("a", a_u8), ("b", b_u8)):
-        if t.ndim != 4 or t.shape[1] not in (1, 3):
-            raise DataError(f"vifb metrics: {name} must be (N, 1|3, H, W), got {tuple(t.shape)}")
+        check_nchw(t, f"vifb metrics: {name}", channels=(1, 3))
     n, c, h, w = fused_u8.shape
     for name, t in (("a", a_u8), ("b", b_u8)):
         if t.shape[0] != n or t.shape[-2:] != (h, w):
-            raise SizeMismatchError(
+            raise KernelSizeMismatchError(
                 f"vifb metrics: fused is {n}x{h}x{w} (N x H x W) but {name} is "
                 f"{t.shape[0]}x{t.shape[2]}x{t.shape[3]}")
-    f = _to_float(fused_u8, dtype)
+    f = to_float(fused_u8, dtype)
     out = []
     for t in (a_u8, b_u8):
         if c == 3:
-            t = _to_float(t, dtype)
+            t = to_float(t, dtype)
             if t.shape[1] == 1:
                 t = t.expand(-1, 3, -1, -1)
         else:
             if t.shape[1] == 3:
                 # (float64 arithmetic either way, as MATLAB's; only the result goes to dtype)
                 t = luma_matlab_u8(t) if grey == "rounded" else luma(t.to(torch.float64), MATLAB_GRAY)
-            t = _to_float(t, dtype)
+            t = to_float(t, dtype)
         out.append(t)
     return f, out[0], out[1]
 
-
-def _check(f: Tensor, *src: Tensor) -> None:
-    if f.ndim != 4:
-        raise DataError(f"vifb metrics expect (N, C, H, W) tensors, got {tuple(f.shape)}")
-    for s in src:
-        if s.ndim != 4 or s.shape[-2:] != f.shape[-2:] or s.shape[1] not in (1, f.shape[1]):
-            raise SizeMismatchError(
-                f"vifb metrics: source {tuple(s.shape)} does not match fused {tuple(f.shape)}")
-
-
-def _min_size(f: Tensor, m: int, what: str) -> None:
-    if f.shape[-1] < m or f.shape[-2] < m:
-        raise DataError(f"{what} needs images of at least {m}x{m} pixels, got {f.shape[-2]}x{f.shape[-1]}")
-
-
-# --------------------------------------------------------------------------------------------
-# fused-only metrics
-# --------------------------------------------------------------------------------------------
-
-def entropy(f: Tensor) -> Tensor:
-    """EN: Shannon entropy (bits) of the 256-bin histogram of floor(values), channel mean."""
-    _check(f)
-    h = K.hist256(K.levels_u8(f))
-    e = K.entropy_from_counts(h, f.shape[-2] * f.shape[-1], f.dtype, base=2.0)
-    return e.mean(1)
-
-
-def standard_deviation(f: Tensor) -> Tensor:
-    """SD (VIFB 'Variance'): population standard deviation per channel, channel mean."""
-    _check(f)
-    return f.flatten(-2).std(dim=-1, correction=0).mean(1)
-
-
-def spatial_frequency_vifb(f: Tensor) -> Tensor:
-    """SF with VIFB's layout: channels side by side as one H x (C*W) matrix, both squared-difference
-    sums divided by the full element count H*C*W (not by the number of differences)."""
-    _check(f)
-    n, c, h, w = f.shape
-    x = f.permute(0, 2, 1, 3).reshape(n, h, c * w)
-    rf = (x[:, :, 1:] - x[:, :, :-1]).square().sum((1, 2))
-    cf = (x[:, 1:, :] - x[:, :-1, :]).square().sum((1, 2))
-    return ((rf + cf) / (h * c * w)).sqrt()
-
-
-def average_gradient_vifb(f: Tensor) -> Tensor:
-    """AG: MATLAB ``gradient``; sum of sqrt((gx^2+gy^2)/2) over all H*W pixels / ((H-1)(W-1)),
-    channel mean."""
-    _check(f)
-    _min_size(f, 2, "AG")
-    gx, gy = K.matlab_gradient(f)
-    s = gx.square_().addcmul_(gy, gy).div_(2).sqrt_().sum((-2, -1))
-    return (s / ((f.shape[-2] - 1) * (f.shape[-1] - 1))).mean(1)
-
-
-def edge_intensity(f: Tensor) -> Tensor:
-    """EI: mean Sobel magnitude, ``imfilter`` correlation with replicate borders, over all pixels
-    of all channels."""
-    _check(f)
-    return K.magnitude_(*K.sobel_xy(f, "replicate")).mean((1, 2, 3))
-
-
-# --------------------------------------------------------------------------------------------
-# two-source metrics
-# --------------------------------------------------------------------------------------------
-
-def cross_entropy_kl(f: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """CE (VIFB 'Cross_entropy', really a KL divergence, bits):
-    (KL(a||f) + KL(b||f)) / 2 over 256-bin histograms, skipping bins where either is empty.
-    Per channel, channel mean. Lower is better."""
-    _check(f, a, b)
-    npx = f.shape[-2] * f.shape[-1]
-    pf = K.hist256(K.levels_u8(f)).to(f.dtype) / npx
-
-    def kl(s: Tensor) -> Tensor:
-        ps = K.hist256(K.levels_u8(K.compact(s))).to(f.dtype) / npx
-        ok = (ps > 0) & (pf > 0)
-        ratio = torch.where(ok, ps / torch.where(ok, pf, torch.ones_like(pf)), torch.ones_like(pf))
-        return torch.where(ok, ps * torch.log2(ratio), torch.zeros_like(pf)).sum(-1)
-
-    return ((kl(a) + kl(b)) / 2).mean(1)
-
-
-def mutual_information_vifb(f: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """MI (nats): MI(a,f) + MI(b,f), each image min-max stretched to 0..255 and rounded half away
-    from zero (``int16``), 256x256 joint histogram; per channel, channel mean.
-    A constant image maps to all zeros (as VIFB does)."""
-    _check(f, a, b)
-    npx = f.shape[-2] * f.shape[-1]
-    lf = K.stretch_255(f).long()
-    hf = K.entropy_from_counts(K.hist256(lf), npx, f.dtype)
-
-    def mi(s: Tensor) -> Tensor:
-        ls = K.stretch_255(K.compact(s)).long()
-        hs = K.entropy_from_counts(K.hist256(ls), npx, f.dtype)
-        hj = K.entropy_from_counts(K.joint_hist256(ls, lf).flatten(-2), npx, f.dtype)
-        return hs + hf - hj
-
-    return (mi(a) + mi(b)).mean(1)
-
-
-def _l2_over_n(s: Tensor, f: Tensor) -> Tensor:
-    """VIFB's 'mse': sqrt(sum((s-f)^2)) / (H*W), per channel -> (N, C)."""
-    return (s - f).square_().sum((-2, -1)).sqrt() / (f.shape[-2] * f.shape[-1])
-
-
-def rmse_vifb(f: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """RMSE (VIFB): (e(a,f) + e(b,f)) / 2 with e = ||s-f||_2 / (H*W); channel mean. Lower is better."""
-    _check(f, a, b)
-    return ((_l2_over_n(a, f) + _l2_over_n(b, f)) / 2).mean(1)
-
-
-def psnr_vifb(f: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """PSNR (VIFB): 20 log10(255 / sqrt(m)), m = (e(a,f) + e(b,f)) / 2 with e = ||s-f||_2 / (H*W);
-    channel mean. +inf when the fused image equals both sources (as MATLAB)."""
-    _check(f, a, b)
-    m = (_l2_over_n(a, f) + _l2_over_n(b, f)) / 2
-    return (20 * torch.log10(255 / m.sqrt())).mean(1)
-
-
-_SSIM_TAPS = K.fspecial_gaussian_1d(11, 1.5)
-
-
-def ssim_vifb(f: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """SSIM (VIFB): SSIM(a,f) + SSIM(b,f), Wang et al.'s reference code: 11x11 Gaussian (sigma 1.5)
-    window, 'valid' filtering (filter2), L = 255, K = (0.01, 0.03), mean of the map; per channel,
-    channel mean."""
-    _check(f, a, b)
-    _min_size(f, 11, "SSIM")
-    g = _SSIM_TAPS
-
-    def filt(x: Tensor) -> Tensor:
-        return K.sep_filter_valid(x, g, g)
-
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mu_f = filt(f)
-    mu_f2 = mu_f.square()
-    sig_f = filt(f.square()).sub_(mu_f2)
-
-    def ssim(s: Tensor) -> Tensor:
-        s = K.compact(s)
-        mu_s = filt(s)
-        mu_s2 = mu_s.square()
-        sig_s = filt(s.square()).sub_(mu_s2)
-        mu_sf = mu_f * mu_s
-        num = filt(f * s).sub_(mu_sf).mul_(2).add_(c2)  # 2 sigma_sf + C2
-        num.mul_(mu_sf.mul_(2).add_(c1))  # (2 mu_s mu_f + C1)(2 sigma_sf + C2)
-        den = torch.add(mu_f2, mu_s2).add_(c1)
-        den.mul_(torch.add(sig_f, sig_s).add_(c2))
-        return num.div_(den).mean((-2, -1))
-
-    return (ssim(a) + ssim(b)).mean(1)
-
-
-def _sobel_mag_angle(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Qabf's edge strength and ``atan`` orientation (pi/2 where the x response is 0).
-
-    MATLAB uses ``conv2(x, h, 'same')`` (zero padding) with h3 = [-1 0 1; -2 0 2; -1 0 1] and
-    h1 = [1 2 1; 0 0 0; -1 -2 -1]. Relative to correlation with those kernels convolution negates
-    both responses, which changes neither the magnitude, nor the ratio sy/sx, nor where sx == 0.
-    """
-    sx, sy = K.sobel_xy(x, "constant")
-    sy.neg_()  # correlation with h1 is top minus bottom
-    zero = sx == 0
-    ang = torch.div(sy, sx).atan_().masked_fill_(zero, math.pi / 2)  # sx == 0 gives inf/nan, replaced
-    return K.magnitude_(sx, sy), ang
-
-
-def qabf(f: Tensor, a: Tensor, b: Tensor, scale: float = 255.0) -> Tensor:
-    """Qabf (Xydeas & Petrovic) as in VIFB's ``metricsQabf.m``; per channel, channel mean.
-
-    Sobel (conv2 'same', zero padding), g = sqrt(sx^2+sy^2), angle atan(sy/sx) (pi/2 where sx = 0);
-    G = min/max of g_X, g_F except G = g_F where g_X == g_F (the code's quirk), A = 1 - |a_X - a_F|/(pi/2);
-    Q = 0.9994/(1+exp(-15(G-0.5))) * 0.9879/(1+exp(-22(A-0.8))); result sum(Q_AF g_A + Q_BF g_B) / sum(g_A + g_B).
-
-    ``scale`` multiplies the images first (VIFB: 255 * im2double(double) = x*255). It matters only
-    through the quirk G = g_F. When neither source has any edge (sum of g_A + g_B is 0) the value
-    is defined as 0.
-    """
-    _check(f, a, b)
-    tg, kg, dg, ta, ka, da = 0.9994, -15.0, 0.5, 0.9879, -22.0, 0.8
-    gf, af = _sobel_mag_angle(f)
-    gf.mul_(scale)  # Sobel is linear: exact for integer data, within an ulp otherwise
-
-    shape = torch.broadcast_shapes(gf.shape, a.shape, b.shape)
-    lo = torch.empty(shape, dtype=gf.dtype, device=gf.device)
-    hi = torch.empty_like(lo)
-
-    def term(s: Tensor) -> tuple[Tensor, Tensor]:
-        gs, as_ = _sobel_mag_angle(K.compact(s))
-        gs.mul_(scale)
-        ratio = torch.minimum(gs, gf, out=lo).div_(torch.maximum(gs, gf, out=hi))  # 0/0: replaced
-        ratio = torch.where(gs == gf, gf, ratio, out=hi)  # the quirk: G = g_F where g_X == g_F
-        qg = ratio.sub_(dg).mul_(-kg).sigmoid_()  # Tg / (1 + exp(kg (G - Dg))), without Tg
-        # A - Da = (1 - Da) - |a_X - a_F| / (pi/2); Ta / (1 + exp(ka (A - Da))), without Ta
-        qa = torch.sub(as_, af, out=lo).abs_().div_(math.pi / 2).sub_(1 - da).mul_(ka).sigmoid_()
-        num = qg.mul_(qa).mul_(gs).sum((-2, -1)) * (tg * ta)
-        return num, gs.sum((-2, -1)).expand(num.shape)
-
-    na, da_ = term(a)
-    nb, db_ = term(b)
-    den = da_ + db_
-    ok = den > 0
-    q = torch.where(ok, (na + nb) / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den))
-    return q.mean(1)
-
-
-def _qcb_filters(h: int, w: int):
-    r = K.freqspace_radius(h, w, w / 30, h / 30)
-    sd = torch.exp(-((r / 15.3870) ** 2)) - 0.7622 * torch.exp(-((r / 1.3456) ** 2))
-    ax = torch.arange(-15, 16, dtype=torch.float64)
-    kernels = []
-    for sigma in (2.0, 4.0):  # exp(-(x^2+y^2)/(2 s^2)) / (2 pi s^2), 31 x 31, not normalised
-        e = torch.exp(-(ax * ax) / (2 * sigma * sigma))
-        kernels.append((e, e / (2 * math.pi * sigma * sigma)))
-    return sd, kernels
-
-
-def _qcb_masked_contrast(x: Tensor, sd: Tensor, kernels) -> Tensor:
-    y = K.fft_filter_real(K.stretch_255(x), sd)
-    b1, b2 = K.gaussian_same_fft(y, kernels)  # views into padded FFT outputs, reused in place
-    zero = b2 == 0
-    c = b1.div_(b2).sub_(1).abs_().masked_fill_(zero, 0.0)  # |G1*y / G2*y - 1|
-    c2 = torch.mul(c, c, out=b2)
-    return c.mul_(c2).div_(c2.add_(1e-4))  # C^3 / (C^2 + 1e-4)
-
-
-def qcb(f: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """Qcb (Chen & Blum) as in VIFB's ``metricsQcb.m``; per channel, channel mean.
-
-    normalize1 (min-max to 0..255, rounded) -> contrast-sensitivity filter in the frequency domain
-    on MATLAB's freqspace grid scaled by (W/30, H/30) -> local contrast |G1*x / G2*x - 1| with
-    31x31 unnormalised Gaussians (sigma 2 and 4), filter2 'same' (zero padding; computed by a
-    zero-padded FFT) -> masking C^3 / (C^2 + 1e-4) -> preservation min/max ratio ->
-    saliency-weighted mean.
-
-    Degenerate points, where MATLAB would give NaN, are defined: contrast 0 where G2*x == 0
-    (an all-zero neighbourhood, e.g. a constant image), preservation 1 where both masked contrasts
-    are 0, saliency weights 1/2 each where both sources have masked contrast 0.
-
-    Computed in float64 whatever the input dtype (the result is returned in it): the local contrast
-    is a ratio of Gaussian sums that are tiny in dark areas, and float32 moved Qcb by up to 44 % on
-    medical images (0.5 % on natural ones). On large exactly-black areas the value depends on
-    round-off even in float64 (Octave and this differ by ~4 % on such medical images): the reference
-    itself is ill-conditioned there.
-    """
-    _check(f, a, b)
-    out_dtype = f.dtype
-    f, a, b = (_to_float(t, torch.float64) for t in (f, a, b))
-    sd, kernels = _qcb_filters(*f.shape[-2:])
-    cf = _qcb_masked_contrast(f, sd, kernels)
-    c1 = _qcb_masked_contrast(K.compact(a), sd, kernels)
-    c2 = _qcb_masked_contrast(K.compact(b), sd, kernels)
-
-    s1, s2 = c1.square(), c2.square()
-    tot = s1 + s2
-    zero = tot == 0
-    tot.masked_fill_(zero, 1.0)
-    l1 = torch.div(s1, tot).masked_fill_(zero, 0.5)  # sources may differ in compacted shape
-    l2 = torch.div(s2, tot).masked_fill_(zero, 0.5)
-
-    # preservation: C'_S / C'_F if C'_S < C'_F else C'_F / C'_S, i.e. min/max (1 where both are 0)
-    shape = torch.broadcast_shapes(cf.shape, c1.shape, c2.shape)
-    q = torch.zeros(shape, dtype=cf.dtype, device=cf.device)
-    lo = torch.empty(shape, dtype=cf.dtype, device=cf.device)
-    hi = torch.empty_like(lo)
-    for cs, lam in ((c1, l1), (c2, l2)):
-        torch.minimum(cs, cf, out=lo)
-        torch.maximum(cs, cf, out=hi)
-        q.addcmul_(lo.div_(hi).nan_to_num_(nan=1.0), lam)
-    return q.mean((-2, -1)).mean(1).to(out_dtype)
-
-
-def qcv(f: Tensor, a: Tensor, b: Tensor) -> Tensor:
-    """Qcv (Chen & Varshney) as in VIFB's ``metricsQcv.m``; per channel, channel mean. Lower is better.
-
-    normalize1 -> saliency per 16x16 block (blkproc, zero-padded partial blocks) = sum of g^5 of the
-    source's Sobel magnitude (filter2 'same', zero padding) -> difference images s - f filtered by
-    the Mannos-Sakrison CSF on freqspace scaled by (W/8, H/8) (computed as CSF(s) - CSF(f), the
-    filter being linear) -> block distortion = mean of the
-    squared filtered difference over the 256 entries of the zero-padded block ->
-    sum(l1 D1 + l2 D2) / sum(l1 + l2).
-
-    When both sources have zero saliency everywhere (no edges), the equal-weight limit
-    mean over blocks of (D1 + D2) / 2 is returned instead of 0/0.
-    """
-    _check(f, a, b)
-    h, w = f.shape[-2:]
-    bs = 16
-    r = K.freqspace_radius(h, w, w / 8, h / 8)
-    theta = 2.6 * (0.0192 + 0.144 * r) * torch.exp(-((0.144 * r) ** 1.1))
-    nf = K.stretch_255(f)
-
-    def saliency(s: Tensor) -> Tensor:
-        g = K.magnitude_(*K.sobel_xy(s, "constant"))
-        return K.block_sums(g.pow_(5), bs)
-
-    # the CSF filter is linear: filter(s - f) = filter(s) - filter(f), so the fused image is
-    # filtered once and each (possibly batch-shared) source once
-    csf_f = K.fft_filter_real(nf, theta)
-
-    def distortion(s: Tensor) -> Tensor:
-        d = K.fft_filter_real(s, theta).sub(csf_f)
-        return K.block_sums(d.square_(), bs).div_(bs * bs)
-
-    n1 = K.stretch_255(K.compact(a))
-    n2 = K.stretch_255(K.compact(b))
-    l1, l2 = saliency(n1), saliency(n2)
-    d1, d2 = distortion(n1), distortion(n2)
-    num = (l1 * d1 + l2 * d2).sum((-2, -1))
-    den = (l1 + l2).sum((-2, -1)).expand(num.shape)
-    fallback = ((d1 + d2) / 2).mean((-2, -1))
-    ok = den > 0
-    q = torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), fallback)
-    return q.mean(1)
-
-
-# --------------------------------------------------------------------------------------------
-# preset tables
-# --------------------------------------------------------------------------------------------
-
-def _fused_only(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
-    def wrapped(f: Tensor, a: Tensor | None = None, b: Tensor | None = None) -> Tensor:
-        return fn(f)
-
-    wrapped.__name__ = fn.__name__
-    wrapped.__doc__ = fn.__doc__
-    return wrapped
-
-
-VIFB_METRICS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
-    "EN": _fused_only(entropy),
-    "SD": _fused_only(standard_deviation),
-    "SF": _fused_only(spatial_frequency_vifb),
-    "AG": _fused_only(average_gradient_vifb),
-    "EI": _fused_only(edge_intensity),
-    "CE": cross_entropy_kl,
-    "MI": mutual_information_vifb,
-    "PSNR": psnr_vifb,
-    "RMSE": rmse_vifb,
-    "SSIM": ssim_vifb,
-    "Qabf": qabf,
-    "Qcb": qcb,
-    "Qcv": qcv,
-}
 
 def _prepare_exact_grey(fused_u8: Tensor, a_u8: Tensor, b_u8: Tensor, dtype: torch.dtype = torch.float64):
     return prepare_vifb(fused_u8, a_u8, b_u8, dtype, grey="exact")
@@ -463,12 +121,12 @@ def _prepare_exact_grey(fused_u8: Tensor, a_u8: Tensor, b_u8: Tensor, dtype: tor
 VIFB_PREPARE_VARIANTS: dict[str, Callable] = {"PSNR": _prepare_exact_grey, "RMSE": _prepare_exact_grey,
                                              "Qabf": _prepare_exact_grey}
 
-VIFB_HIGHER_IS_BETTER: dict[str, bool] = {k: k not in ("CE", "RMSE", "Qcv") for k in VIFB_METRICS}
 
 _REF = "reference: matches VIFB's MATLAB values (vifb_matlab.csv, 8 methods x 21 images) to their 5 significant digits"
 _GREY = "; single-channel fused image: colour sources via rgb2gray on uint8 (rounded), as VIFB's code"
 _GREY_EXACT = "; single-channel fused image: colour sources via rgb2gray on double (unrounded), as VIFB's code"
 
+#: fidelity of VIFB's own metrics (the table below adds the extensions)
 VIFB_NOTES: dict[str, str] = {
     "EN": _REF + " (bits, per-channel mean)",
     "SD": _REF + " (population std, per-channel mean)",
@@ -487,3 +145,51 @@ VIFB_NOTES: dict[str, str] = {
     "Qcv": _REF + " (implemented from metricsQcv.m; lower is better; equal-weight fallback without edges)"
            + "; single-channel fused image with RGB sources: extension (VIFB's code fails there)",
 }
+
+
+# --------------------------------------------------------------------------------------------
+# the preset
+# --------------------------------------------------------------------------------------------
+
+def _extension(what: str) -> str:
+    return (f"extension: {what}, computed per R, G, B channel and averaged (VIFB's colour convention); "
+            "VIFB's MATLAB code has no such metric")
+
+
+#: metric -> (kernel, parameters, fidelity): VIFB's 13 metrics, then the extensions
+TABLE = {
+    "EN": (V.entropy, {}, VIFB_NOTES["EN"]),
+    "SD": (V.standard_deviation, {}, VIFB_NOTES["SD"]),
+    "SF": (V.spatial_frequency_vifb, {}, VIFB_NOTES["SF"]),
+    "AG": (V.average_gradient_vifb, {}, VIFB_NOTES["AG"]),
+    "EI": (V.edge_intensity, {}, VIFB_NOTES["EI"]),
+    "CE": (V.cross_entropy_kl, {}, VIFB_NOTES["CE"]),
+    "MI": (V.mutual_information_vifb, {}, VIFB_NOTES["MI"]),
+    "PSNR": (V.psnr_vifb, {}, VIFB_NOTES["PSNR"]),
+    "RMSE": (V.rmse_vifb, {}, VIFB_NOTES["RMSE"]),
+    "SSIM": (V.ssim_vifb, {}, VIFB_NOTES["SSIM"]),
+    "Qabf": (V.qabf, {}, VIFB_NOTES["Qabf"]),
+    "Qcb": (V.qcb, {}, VIFB_NOTES["Qcb"]),
+    "Qcv": (V.qcv, {}, VIFB_NOTES["Qcv"]),
+    "VIF": (FM.vif, {}, _extension("VIFp as in the cddfuse preset (4 scales, sigma_n^2 = 2, sum over sources)")),
+    "SCD": (FM.scd, {}, _extension("corr(A, F-B) + corr(B, F-A) as in the cddfuse preset")),
+    "CC": (FM.correlation_coefficient, {}, _extension("(corr(A,F) + corr(B,F)) / 2 as in the cddfuse preset")),
+    "MSE": (FM.mse, {}, _extension("true MSE averaged over the two sources (not VIFB's RMSE helper)")),
+}
+
+PRESET = Preset(
+    "vifb", REFERENCE, COLOUR, prepare_vifb, TABLE,
+    prepare_variants=VIFB_PREPARE_VARIANTS,
+    sixteen_bit="round",  # MATLAB im2uint8 of uint16: round(v / 257)
+    default_dtype="float64",  # MATLAB's double; float32 misses the 5th digit on 9 of 2184 values
+)
+
+# --------------------------------------------------------------------------------------------
+# views of the table for direct use of the kernels
+# --------------------------------------------------------------------------------------------
+
+#: VIFB's own metrics: canonical name -> fn(f, a, b) -> (N,), on the output of :func:`prepare_vifb`
+VIFB_METRICS: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
+    name: PRESET.metrics[name].fn for name in VIFB_NOTES}
+
+VIFB_HIGHER_IS_BETTER: dict[str, bool] = {k: lookup(k).higher_is_better for k in VIFB_METRICS}
