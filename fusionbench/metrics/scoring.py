@@ -12,8 +12,9 @@ be decoded or whose size differs from its counterparts yields an error message f
 only.
 
 On CPU, parallelism comes from threads that each score whole images with single-threaded torch
-operations. Intra-operation threading (one synchronisation point per tensor operation) was
-measured to be up to 10x slower on a loaded 2-core machine.
+operations (:mod:`fusionbench.metrics.parallel`); files are probed and decoded by
+:mod:`fusionbench.metrics.decoding`. Either function takes the preset as a name or as a
+:class:`~fusionbench.metrics.spec.Preset` object.
 
 On CPU, the ``cddfuse`` preset's metrics EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM, MSE, RMSE, CC
 and PSNR run in a native kernel straight on the decoded uint8 images (see
@@ -24,10 +25,8 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
 from collections import Counter, OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -38,6 +37,12 @@ from torch import Tensor
 from ..contract import check_min_size, check_triple
 from ..errors import FusionBenchError, ImageReadError, MetricUndefinedError
 from ..io import SIXTEEN_BIT_RULES, to_8bit
+from . import parallel as _parallel
+from .decoding import SHARED_DECODE_BYTES, DecodeCache, Probe, probe_image
+from .decoding import decode as _decode  # looked up here at each call (tests count decodings by patching it)
+from .parallel import run_parallel as _run_parallel
+from .parallel import single_threaded_worker as _single_threaded_worker
+from .parallel import tune_allocator
 from .presets import DEFAULT_PRESET, Preset, get_preset
 from .registry import MetricRequest, parse_metrics
 
@@ -45,44 +50,10 @@ from .registry import MetricRequest, parse_metrics
 #: preset is defined (cddfuse SSIM needs 7x7, VIFB's SSIM 11x11, Qcv works on 16x16 blocks)
 MIN_SIZE = 16
 
-#: bytes of decoded images that :func:`score_files` keeps for files several triples share (the
-#: sources of many fused images), so that none is decoded twice; beyond it the oldest are dropped
-SHARED_DECODE_BYTES = 512 * 2 ** 20
-
 #: on CPU, batches are scored in chunks of about this many pixels per image stack, so that every
 #: intermediate map stays in cache (measured: 16 images of 640x480 at once cost about 3x more per
 #: image than 2 at a time). Each chunk is still scored vectorised; CUDA batches are not split.
 CPU_CHUNK_PIXELS = 600_000
-
-
-_ALLOCATOR_TUNED = False
-
-
-def tune_allocator() -> bool:
-    """Ask glibc malloc to keep freed memory for reuse (Linux only; a no-op elsewhere).
-
-    Metric kernels allocate and free many image-sized temporaries. By default glibc serves blocks
-    above 128 KiB to 32 MiB with fresh ``mmap`` pages or trims the heap after a free, so every
-    temporary costs page faults and page zeroing; on 640x480 images that was measured to make VIF
-    and Qabf up to 1.7x slower. This raises the mmap and trim thresholds for the whole process, so the
-    library never calls it on its own: the ``fusionbench`` commands that score (``score``, ``eval``) do,
-    and library users may opt in. Returns whether the setting was applied.
-    """
-    global _ALLOCATOR_TUNED
-    if _ALLOCATOR_TUNED:
-        return True
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        ok = bool(libc.mallopt(m_mmap_threshold, 1 << 30)) and bool(libc.mallopt(m_trim_threshold, (1 << 31) - 1))
-    except (OSError, AttributeError):
-        return False
-    _ALLOCATOR_TUNED = ok
-    return ok
 
 
 def backend(device="cpu", presets=("cddfuse",)) -> dict:
@@ -210,233 +181,9 @@ def score_batch(fused: Tensor, a: Tensor, b: Tensor, requests, dtype: torch.dtyp
     return {r.label: out[r.label] for r in reqs}
 
 
-_HELPERS_LOCK = threading.Lock()
-_HELPERS: ThreadPoolExecutor | None = None
-_HELPERS_SIZE = 0
-
-
-def _helper_pool(n: int) -> ThreadPoolExecutor:
-    """A process-wide pool of at least ``n`` single-threaded helper threads, kept between calls
-    (starting threads anew cost about 3 ms per ``score_batch`` call, some 4 % of a 64-image batch)."""
-    global _HELPERS, _HELPERS_SIZE
-    with _HELPERS_LOCK:
-        if _HELPERS is None or _HELPERS_SIZE < n:
-            old = _HELPERS
-            _HELPERS = ThreadPoolExecutor(max_workers=n, thread_name_prefix="fusionbench-score",
-                                          initializer=_single_threaded_worker)
-            _HELPERS_SIZE = n
-            if old is not None:
-                old.shutdown(wait=False)
-        return _HELPERS
-
-
-def _run_parallel(run: Callable[[int, bool], dict], starts: list[int], nthreads: int) -> list[dict]:
-    """``[run(i, True) for i in starts]`` on ``nthreads`` threads: the calling one and helpers
-    from :func:`_helper_pool`, each taking the next chunk as it becomes free. The caller always
-    takes part, so a nested call cannot wait on a busy pool."""
-    results: list = [None] * len(starts)
-    todo = iter(range(len(starts)))
-    lock = threading.Lock()
-
-    def drain() -> None:
-        while True:
-            with lock:
-                k = next(todo, None)
-            if k is None:
-                return
-            results[k] = run(starts[k], True)
-
-    helpers = [_helper_pool(nthreads - 1).submit(drain) for _ in range(nthreads - 1)]
-    own = torch.get_num_threads()
-    try:
-        drain()  # run(..., True) makes this thread's torch operations single-threaded: restored below
-    finally:
-        torch.set_num_threads(own)
-        for h in helpers:
-            h.result()  # waits; re-raises a helper's exception
-    return results
-
-
 # --------------------------------------------------------------------------------------------
 # files
 # --------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Probe:
-    h: int
-    w: int
-    c: int
-    sixteen_bit: bool
-
-
-class DecodeCache:
-    """Decoded files kept across :func:`score_files` calls that share them, e.g. a dataset's sources
-    scored against one method's outputs after another (``fusionbench eval`` keeps one per
-    dataset). Least recently used decodings go first beyond ``max_bytes``; a file whose size or
-    modification time changed is decoded again. Pass the same instance to each call and drop it
-    to free the memory."""
-
-    def __init__(self, max_bytes: int | None = None):
-        self.max_bytes = SHARED_DECODE_BYTES if max_bytes is None else max_bytes
-        self._items: OrderedDict[tuple, tuple] = OrderedDict()  # (path, mtime, size) -> (future, bytes)
-        self._bytes = 0
-
-    @staticmethod
-    def _key(path: Path) -> tuple:
-        st = path.stat()
-        return (str(path), st.st_mtime_ns, st.st_size)
-
-    def get(self, path: Path):
-        """The future of a kept decoding of ``path``, or None."""
-        try:
-            key = self._key(path)
-        except OSError:
-            return None
-        item = self._items.get(key)
-        if item is None or item[0].cancelled():  # (a cancelled one: a run that was interrupted)
-            return None
-        self._items.move_to_end(key)
-        return item[0]
-
-    def put(self, path: Path, future, nbytes: int) -> None:
-        try:
-            key = self._key(path)
-        except OSError:
-            return
-        old = self._items.pop(key, None)
-        self._bytes += nbytes - (old[1] if old else 0)
-        self._items[key] = (future, nbytes)
-        while self._bytes > self.max_bytes and len(self._items) > 1:
-            _, (_, nb) = self._items.popitem(last=False)
-            self._bytes -= nb
-
-    def drop(self, path: Path) -> None:
-        try:
-            item = self._items.pop(self._key(path), None)
-        except OSError:
-            return
-        if item is not None:
-            self._bytes -= item[1]
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-def probe_image(path: Path) -> _Probe:
-    """Size, channel count (as :func:`fusionbench.io.read_image` will return) and bit depth from the header."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            w, h = im.size
-            mode = im.mode
-    except FileNotFoundError:
-        raise ImageReadError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-        raise ImageReadError(f"{path}: cannot decode image ({e.__class__.__name__}: {e})") from None
-    c = 1 if mode in ("1", "L", "LA", "I", "F") or mode.startswith("I;16") else 3
-    return _Probe(h, w, c, mode.startswith("I;16") or mode == "I")
-
-
-def _decode(path: Path) -> np.ndarray:
-    """:func:`fusionbench.io.read_image` (16-bit files kept as uint16), without its copies for plain 8-bit
-    RGB and grey files.
-
-    Pillow's ``np.asarray(im)`` repacks RGBX to RGB through ``tobytes`` (about as costly as
-    decoding the JPEG). Pillow >= 11.2 exports the decoded pixels through the Arrow C data
-    interface: a zero-copy view, returned as (H, W, 4) RGBX for RGB images (the 4th byte is
-    padding; :func:`_score_chunk` drops it as a strided view), (H, W, 1) for grey ones. The batch
-    assembly then copies each image once, contiguously. Anything else (other modes, old Pillow,
-    errors) takes ``read_image``, so values and error messages are the same.
-    """
-    from ..io import read_image
-
-    try:
-        arr = _decode_view(path)
-    except Exception:  # noqa: BLE001 - the general path reports the problem properly
-        arr = None
-    return arr if arr is not None else read_image(path, sixteen_bit="keep")  # 16-bit: each preset's rule
-
-
-def _pixels(im) -> np.ndarray:
-    """The pixels of a loaded RGB or L image the ordinary way (one ``tobytes`` copy), as read_image gives them."""
-    arr = np.asarray(im, dtype=np.uint8)
-    return np.ascontiguousarray(arr if arr.ndim == 3 else arr[..., None])
-
-
-class _PixelView:
-    """Owner of a zero-copy view of a Pillow image's pixels (keeps the image and its export alive)."""
-
-    def __init__(self, im, capsules, ptr: int, shape: tuple, strides: tuple):
-        self._keep = (im, capsules)
-        self.__array_interface__ = {"data": (ptr, True), "shape": shape, "strides": strides, "typestr": "|u1",
-                                    "version": 3}
-
-
-def _arrow_structs():
-    import ctypes
-
-    class Schema(ctypes.Structure):
-        pass
-
-    Schema._fields_ = [("format", ctypes.c_char_p), ("name", ctypes.c_char_p), ("metadata", ctypes.c_char_p),
-                       ("flags", ctypes.c_int64), ("n_children", ctypes.c_int64),
-                       ("children", ctypes.POINTER(ctypes.POINTER(Schema))), ("dictionary", ctypes.c_void_p),
-                       ("release", ctypes.c_void_p), ("private_data", ctypes.c_void_p)]
-
-    class Array(ctypes.Structure):
-        pass
-
-    Array._fields_ = [("length", ctypes.c_int64), ("null_count", ctypes.c_int64), ("offset", ctypes.c_int64),
-                      ("n_buffers", ctypes.c_int64), ("n_children", ctypes.c_int64),
-                      ("buffers", ctypes.POINTER(ctypes.c_void_p)), ("children", ctypes.POINTER(ctypes.POINTER(Array))),
-                      ("dictionary", ctypes.c_void_p), ("release", ctypes.c_void_p), ("private_data", ctypes.c_void_p)]
-    get = ctypes.pythonapi.PyCapsule_GetPointer
-    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    return Schema, Array, get
-
-
-_ARROW = None
-
-
-def _decode_view(path: Path) -> np.ndarray | None:
-    global _ARROW
-    from PIL import Image
-
-    with Image.open(path) as im:
-        if im.mode not in ("RGB", "L") or not hasattr(im, "__arrow_c_array__"):
-            return None
-        im.load()
-        im = im.copy() if im.readonly else im  # noqa: PLW2901 - a readonly (mmapped) image may go away
-    w, h = im.size
-    if _ARROW is None:
-        _ARROW = _arrow_structs()
-    Schema, Array, get = _ARROW
-    try:
-        caps = im.__arrow_c_array__()
-    except ValueError:  # e.g. a large image held in several memory blocks: no zero-copy view
-        return _pixels(im)
-    schema = Schema.from_address(get(caps[0], b"arrow_schema"))
-    arr = Array.from_address(get(caps[1], b"arrow_array"))
-    if arr.length != w * h or arr.offset != 0:
-        return _pixels(im)
-    if im.mode == "RGB":
-        if schema.format != b"+w:4" or arr.n_children != 1:
-            return _pixels(im)
-        child = arr.children[0].contents
-        if child.length != 4 * w * h or child.offset != 0 or child.n_buffers < 2 or schema.children[0].contents.format != b"C":
-            return _pixels(im)
-        view = _PixelView(im, caps, child.buffers[1], (h, w, 4), (4 * w, 4, 1))  # RGB + a pad byte
-    else:
-        if schema.format != b"C" or arr.n_buffers < 2:
-            return _pixels(im)
-        view = _PixelView(im, caps, arr.buffers[1], (h, w, 1), (w, 1, 1))
-    return np.asarray(view)
-
-
-def _single_threaded_worker() -> None:
-    torch.set_num_threads(1)  # applies to this worker thread only
-
-
 def _score_chunk(chunk, reqs, device, dtype, want_notes: bool):
     """Runs in a scoring worker: wait for the chunk's decoded arrays, batch them, score them.
 
@@ -520,7 +267,7 @@ def score_files(triples: Iterable[tuple], requests, device=None, dtype: torch.dt
     rule16 = " / ".join(f"{SIXTEEN_BIT_RULES[rule]} ({name})" for name, rule in rules.items())
     batches: OrderedDict[tuple, list] = OrderedDict()
     errors: list[tuple[str, str]] = []
-    probes: dict[Path, _Probe] = {}
+    probes: dict[Path, Probe] = {}
     for stem, fp, ap, bp in triples:
         try:
             pf, pa, pb = probe_image(fp), probe_image(ap), probe_image(bp)
@@ -569,7 +316,7 @@ def score_files(triples: Iterable[tuple], requests, device=None, dtype: torch.dt
         # sources are kept in it past this call, for the next one.
         uses = Counter(p for c in chunks for t in c for p in t[1:])
         sources = {p for c in chunks for t in c for p in t[2:]}
-        cache = decode_cache if decode_cache is not None else DecodeCache()
+        cache = decode_cache if decode_cache is not None else DecodeCache(SHARED_DECODE_BYTES)
 
         def decoding_of(path: Path):
             uses[path] -= 1
@@ -624,4 +371,11 @@ def score_folders(folders: dict, requests, skip_missing: bool = False, **kwargs)
     return pairing, score_files(triples, requests, **kwargs)
 
 
-__all__ = ["score_batch", "score_files", "score_folders", "probe_image", "tune_allocator", "backend", "MIN_SIZE"]
+__all__ = ["score_batch", "score_files", "score_folders", "probe_image", "tune_allocator", "backend", "MIN_SIZE",
+           "DecodeCache", "SHARED_DECODE_BYTES", "CPU_CHUNK_PIXELS"]
+
+
+def __getattr__(name):
+    if name == "_ALLOCATOR_TUNED":  # the allocator state lives in .parallel; read it there, current
+        return _parallel._ALLOCATOR_TUNED
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
