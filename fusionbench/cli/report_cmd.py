@@ -6,6 +6,29 @@ from pathlib import Path
 import click
 
 
+class _TableFormatChoice(click.Choice):
+    """``click.Choice`` over the table-format registry (:mod:`fusionbench.runner.tables`).
+
+    The choices are read from the registry whenever click validates ``--format`` or prints the help,
+    not when the command is defined, so a format registered later (by a plugin, a test) is accepted
+    and listed, and importing the CLI does not import the table code.
+    """
+
+    def __init__(self) -> None:
+        super().__init__((), case_sensitive=True)
+
+    @property
+    def choices(self):
+        from ..runner.tables import format_names
+
+        return format_names()
+
+    @choices.setter
+    def choices(self, value) -> None:
+        # click.Choice.__init__ assigns the choices it was given; the registry stays their only source
+        pass
+
+
 def _csv_list(value):
     if value is None:
         return None
@@ -15,7 +38,7 @@ def _csv_list(value):
 
 @click.command("table", short_help="Comparison tables (CSV, LaTeX, Markdown) from a run.")
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["csv", "latex", "markdown"]), default="markdown", show_default=True)
+@click.option("--format", "fmt", type=_TableFormatChoice(), default="markdown", show_default=True)
 @click.option("--std", is_flag=True, help="Show mean ± std (CSV: add <metric>_std columns).")
 @click.option("--datasets", help="Comma-separated datasets (default: all in the run, one combined table).")
 @click.option("--metrics", help="Comma-separated metric labels as in the run (default: all).")
@@ -29,7 +52,8 @@ def table(run_dir, fmt, std, datasets, metrics, methods, layout, digits, out):
     """Print a comparison table of the run in RUN_DIR: methods as rows, metrics as columns
     (↑/↓ = higher/lower is better), best in bold and second best underlined per column."""
     from ..io import write_text_atomic
-    from ..runner.report import load_run, render_table
+    from ..runner.rundir import load_run
+    from ..runner.tables import render_table
 
     order = _csv_list(methods)
     run = load_run(run_dir, order=order)

@@ -1,5 +1,6 @@
-"""Run folders: the eval runner (:mod:`.evaluate`), tables (:mod:`.report`), figures (:mod:`.figures`)
-and the score regression check (:mod:`.check`).
+"""Run folders: the eval runner (:mod:`.evaluate`), reading a run (:mod:`.rundir`), tables in every
+registered format (:mod:`.tables`; :mod:`.report` re-exports both for older imports), figures
+(:mod:`.figures`) and the score regression check (:mod:`.check`).
 
 The helpers below are imported on first use, so ``import fusionbench.runner`` stays cheap::
 
@@ -12,7 +13,8 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
-    "load_run": ".report", "render_table": ".report", "write_tables": ".report",
+    "load_run": ".rundir",
+    "render_table": ".tables", "write_tables": ".tables", "register_format": ".tables", "TableFormat": ".tables",
     "write_figures": ".figures", "qualitative_grid": ".figures", "distributions": ".figures", "rank_heatmap": ".figures",
     "compare": ".check", "update_baseline": ".check",
 }
