@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..errors import DataError, UsageError
 from ..io import atomic_path
-from .report import SCORE_COLUMNS, read_long_csv
+from .rundir import SCORE_COLUMNS, read_long_csv
 
 LONG_KEYS = ("dataset", "method", "image", "metric")
 SUMMARY_KEYS = ("dataset", "method", "metric")
@@ -105,7 +105,7 @@ def _run_table(run: Path, level: str):
         if p.is_file():
             return read_long_csv(p, SUMMARY_KEYS + ("mean",), value_cols=("mean", "std", "n")), p
         if (run / "scores.csv").is_file():
-            from .report import summarise
+            from .rundir import summarise
 
             return summarise(read_long_csv(run / "scores.csv", SCORE_COLUMNS)), run / "scores.csv"
         raise DataError(f"{run}: neither summary.csv nor scores.csv found")

@@ -10,7 +10,7 @@ Layout of a run directory::
       scores.csv                            long format: dataset,method,image,metric,value
       summary.csv                           dataset,method,metric,mean,std,n
       provenance.json                       versions, git commit, device, preset, weight hashes, times, skips
-      table_*.{csv,tex,md}, figures/        written by fusionbench.runner.report / figures
+      table_*.{csv,tex,md}, figures/        written by fusionbench.runner.tables / figures
 
 Everything is written atomically and as soon as it is computed, so killing eval loses nothing and
 a rerun does only what changed. Two runs with different RUN_DIRs share nothing.
@@ -360,7 +360,7 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
     write_text_atomic(run_dir / "provenance.json", json.dumps(prov, indent=2))
     if write_reports and len(scores):
         from .figures import write_figures
-        from .report import write_tables
+        from .tables import write_tables
 
         write_tables(run_dir)
         if figures:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import DataError, UsageError, did_you_mean
 from ..io import IMAGE_EXTS, atomic_path, read_image
-from .report import Run, coverage, load_run, metric_direction, safe_name
+from .rundir import Run, coverage, load_run, metric_direction, safe_name
 
 # Okabe & Ito (2008), "Color Universal Design"; ordered so that neighbours contrast, yellow late.
 OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#F0E442", "#000000")
