@@ -16,11 +16,11 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Protocol
 
+from .data.datasets import TASKS  # the canonical task list (re-exported: methods import it from here)
 from .errors import FusionBenchError, did_you_mean
 
 ENTRY_POINT_GROUP = "fusionbench.methods"
 KINDS = ("classical", "cnn", "autoencoder", "gan", "transformer", "diffusion", "meta")
-TASKS = ("ivif", "mif", "mfif", "meif")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import click
 
+from fusionbench.cli.options import device_option, quiet_option
+
 
 @click.command("refusion")
 @click.option("--data", "data", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -16,12 +18,12 @@ import click
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Run folder: config.yaml, log.csv, val.csv, checkpoint.pt, epochs/.")
 @click.option("--resume", is_flag=True, help="Continue from RUN_DIR/checkpoint.pt exactly where it stopped.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@device_option()
 @click.option("--seed", type=int, default=None, help="Override train.seed.")
 @click.option("--epochs", type=click.IntRange(min=1), default=None, help="Override train.epochs.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None,
               help="Stop after this many iterations of this invocation (not stored in the run; --resume goes on).")
-@click.option("--quiet", is_flag=True, help="No progress bar.")
+@quiet_option("No progress bar.")
 def train_refusion(data, config_path, out, resume, device, seed, epochs, max_steps, quiet):
     """Meta-train ReFusion (F, R, P) on paired images; see refusion/configs/default.yaml."""
     from fusionbench.cli.main import run_guarded

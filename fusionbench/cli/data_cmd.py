@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from .options import task_option
+
 
 @click.group("data", short_help="Inspect paired-image datasets.")
 def data():
@@ -36,7 +38,7 @@ def list_cmd(as_json):
 @data.command("check", short_help="Report pairs, sizes, modes and problems of a dataset.")
 @click.argument("spec", metavar="DIR|NAME")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report on stdout.")
-@click.option("--task", type=click.Choice(["ivif", "mif", "mfif", "meif"]), help="Task when the layout does not imply it.")
+@task_option("Task when the layout does not imply it.")
 @click.option("--no-published", is_flag=True, help="Skip the folders of published fused outputs.")
 def check(spec, as_json, task, no_published):
     """Decode every image of a dataset folder or registered name and report pairs, sizes (distinct and most

@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import click
 
+from .options import batch_size_option, device_option, task_option
+
 
 @click.command("fuse", short_help="Fuse folders of image pairs with a registered method.")
 @click.option("--method", "-m", required=True, help="Method name (see `fusionbench methods`).")
 @click.option("--ir", "--a", "a_dir", required=True, type=click.Path(), help="First sources (IR, CT/PET/SPECT, near, under).")
 @click.option("--vi", "--b", "b_dir", required=True, type=click.Path(), help="Second sources (VIS, MRI, far, over).")
 @click.option("--out", "out_dir", required=True, type=click.Path(), help="Output folder (<stem>.png per pair).")
-@click.option("--task", type=click.Choice(["ivif", "mif", "mfif", "meif"]), help="Task (selects per-task weights); default: the method's first.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@task_option("Task (selects per-task weights); default: the method's first.")
+@device_option()
 @click.option("--weights", "weights_path", type=click.Path(), help="Checkpoint file or folder (overrides the search path).")
-@click.option("--batch-size", default=4, show_default=True, type=click.IntRange(1), help="Same-size pairs per forward pass.")
+@batch_size_option(4, help="Same-size pairs per forward pass.")
 @click.option("--max-pixels", default=16_000_000, show_default=True, type=click.IntRange(1), help="Larger images are fused in tiles when the method allows it.")
 @click.option("--skip-missing", is_flag=True, help="Fuse the pairs that exist even if some files have no counterpart.")
 @click.option("--overwrite", is_flag=True, help="Re-fuse pairs whose output already exists.")

@@ -5,6 +5,8 @@ import json
 
 import click
 
+from .options import task_option
+
 
 def method_rows(pattern=None, task=None):
     from ..registry import list_methods
@@ -37,7 +39,7 @@ def method_rows(pattern=None, task=None):
 
 @click.command("methods", short_help="List fusion methods and whether they can run here.")
 @click.argument("pattern", required=False)
-@click.option("--task", type=click.Choice(["ivif", "mif", "mfif", "meif"]), help="Only methods for this task.")
+@task_option("Only methods for this task.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (all metadata).")
 @click.option("--verbose", "-v", is_flag=True, help="Show how to get missing weights / produce results.")
 def methods(pattern, task, as_json, verbose):

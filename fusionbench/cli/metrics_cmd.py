@@ -5,10 +5,12 @@ import json
 
 import click
 
+from .options import preset_option
+
 
 @click.command("metrics", short_help="List metrics, their presets and aliases.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per metric) instead of a table.")
-@click.option("--preset", default=None, metavar="NAME", help="Only metrics this preset implements.")
+@preset_option(default=None, help="Only metrics this preset implements.")
 def metrics(as_json, preset):
     """List every metric: name, aliases, whether higher is better, presets and definition.
 

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import click
 
+from .options import batch_size_option, device_option, dtype_option, preset_option, quiet_option
+
 
 def _fmt(v: float) -> str:
     return repr(float(v))
@@ -30,13 +32,10 @@ def _fmt(v: float) -> str:
 @click.option("--fused", required=True, metavar="DIR", help="Folder of fused images.")
 @click.option("--metrics", "metrics", default="all", show_default=True, metavar="LIST",
               help="Comma-separated names (EN,SD,SF,AG,SCD,SSIM), 'all', or NAME@PRESET (e.g. SSIM@vifb).")
-@click.option("--preset", default="cddfuse", show_default=True, metavar="NAME",
-              help="Reference conventions: cddfuse (CDDFuse evaluator) or vifb (VIFB MATLAB).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--dtype", default="auto", show_default=True, type=click.Choice(["auto", "float32", "float64"]),
-              help="Arithmetic precision of the metrics; auto: each preset's own (cddfuse float32, vifb float64).")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(min=1),
-              help="Images scored together (same size); at most workers + 1 batches are in memory.")
+@preset_option()
+@device_option()
+@dtype_option()
+@batch_size_option(16, help="Images scored together (same size); at most workers + 1 batches are in memory.")
 @click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
               help="Write the CSV (or JSON) here (atomically) instead of stdout.")
 @click.option("--json", "as_json", is_flag=True,
@@ -46,7 +45,7 @@ def _fmt(v: float) -> str:
 @click.option("--keep-going", is_flag=True, help="Skip unreadable or mismatched images, write the rest, exit 1.")
 @click.option("--workers", default=None, type=click.IntRange(min=1),
               help="Threads that decode files and (on CPU) score batches (default: CPU count, at most 8).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar, notes or table of means.")
+@quiet_option("No progress bar, notes or table of means.")
 def score(ir, vi, fused, metrics, preset, device, dtype, batch_size, out, as_json, skip_missing, keep_going,
           workers, quiet):
     """Score every fused image against its two sources; print a long CSV image,metric,value.

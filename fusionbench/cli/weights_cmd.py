@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from .options import task_option
+
 
 @click.group("weights")
 def weights():
@@ -38,7 +40,7 @@ def list_(pattern):
 
 @weights.command("download")
 @click.argument("name")
-@click.option("--task", help="Only the checkpoint for this task (methods with per-task weights).")
+@task_option("Only the checkpoint for this task (methods with per-task weights).")
 @click.option("--force", is_flag=True, help="Download even if a verified copy exists.")
 def download_cmd(name, task, force):
     """Fetch NAME's checkpoints from their official URL into the cache, verifying sha256."""

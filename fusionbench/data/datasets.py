@@ -37,6 +37,7 @@ from typing import Iterable, Iterator
 from ..errors import DataError, ImageReadError, UsageError, did_you_mean
 from ..io import IMAGE_EXTS, list_images, pair_folders
 
+#: the fusion tasks: the one list that the method registry, the datasets and the CLI choices use
 TASKS = ("ivif", "mif", "mfif", "meif")
 
 
