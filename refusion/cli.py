@@ -33,6 +33,7 @@ def train_refusion(data, config_path, out, resume, device, seed, epochs, max_ste
 
 def _run(data, config_path, out, resume, device, seed, epochs, max_steps, quiet):
     from fusionbench.device import pick_device
+    from fusionbench.distributed import context
 
     from . import config as C
     from .train import load_checkpoint, train
@@ -48,6 +49,7 @@ def _run(data, config_path, out, resume, device, seed, epochs, max_steps, quiet)
                             train__seed=seed, train__epochs=epochs)
     res = train(cfg, out, dev, resume=resume, progress=not quiet, max_steps=max_steps)
     msg = {"done": "finished", "max_steps": "stopped at --max-steps", "interrupted": "interrupted"}[res.stopped]
-    click.echo(f"{msg}: iteration {res.step}, epoch {res.epoch}; checkpoint {Path(out) / 'checkpoint.pt'}", err=True)
+    if context().is_main:  # under torchrun every rank returns the same result; rank 0 alone reports it
+        click.echo(f"{msg}: iteration {res.step}, epoch {res.epoch}; checkpoint {Path(out) / 'checkpoint.pt'}", err=True)
     if res.stopped == "interrupted":
         raise SystemExit(130)
