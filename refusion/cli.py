@@ -33,12 +33,12 @@ def train_refusion(data, config_path, out, resume, device, seed, epochs, max_ste
 
 def _run(data, config_path, out, resume, device, seed, epochs, max_steps, quiet):
     from fusionbench.device import pick_device
-    from fusionbench.distributed import context
+    from fusionbench.distributed import context, rank_device
 
     from . import config as C
     from .train import load_checkpoint, train
 
-    dev = pick_device(device)
+    dev = rank_device(pick_device(device))  # under torchrun: one GPU per process
     if resume and config_path is None:
         ck_path = Path(out) / "checkpoint.pt"
         ck = load_checkpoint(ck_path, "cpu")

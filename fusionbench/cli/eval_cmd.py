@@ -44,7 +44,10 @@ def eval_(pattern, data, metrics, preset, results, out, device, dtype, batch_siz
     from ..runner.evaluate import parse_results_args, run_eval
     from ..runner.plan import build_plan, split_skips
 
-    dev, dt = pick_device(device), pick_dtype(dtype)
+    from .. import distributed as D
+
+    dev, dt = D.rank_device(pick_device(device)), pick_dtype(dtype)  # under torchrun: one GPU per process
+    ctx = D.init(dev)  # (no-op without torchrun)
     requests = parse_metrics(metrics, preset=preset)
     from ..metrics.scoring import tune_allocator
 
@@ -54,9 +57,12 @@ def eval_(pattern, data, metrics, preset, results, out, device, dtype, batch_siz
     plan, skipped = build_plan(datasets, pattern, res, dev, weights_path)
     run_dir = Path(out) if out else Path("runs") / "+".join(d.name for d in datasets)
     skipped, errors = split_skips(skipped, pattern)  # missing weights of a method named exactly: an error
-    _print_skipped(skipped)
+    if ctx.is_main:
+        _print_skipped(skipped)
     result = run_eval(plan, requests, run_dir, preset, dev, dt, batch_size=batch_size, progress=not quiet,
                       skipped=skipped, errors=errors, write_reports=True, figures=not no_figures)
+    if not ctx.is_main:  # the other ranks fused their share; rank 0 scored and reports
+        return
     for msg, stems in result.notes.items():
         click.echo(f"note: {msg}: {', '.join(stems[:8])}{' ...' if len(stems) > 8 else ''}", err=True)
     for key, stems in result.incomplete.items():

@@ -41,7 +41,10 @@ def fuse(method, a_dir, b_dir, out_dir, task, device, weights_path, batch_size, 
     pairing = pair_folders({"--ir/--a": a_dir, "--vi/--b": b_dir}, skip_missing=skip_missing)
     for label, stems in pairing.missing.items():
         click.echo(f"warning: {len(stems)} file(s) without a counterpart in {label} skipped: {', '.join(stems[:8])}", err=True)
-    dev = pick_device(device)
+    from .. import distributed as D
+
+    dev = D.rank_device(pick_device(device))  # under torchrun: one GPU per process
+    ctx = D.init(dev)  # (no-op without torchrun)
     weights = resolve(info, task, weights_path) if info.factory else {}
     fuser = info.build(weights=weights, device=dev, task=task, **opts)
     from ..io import ensure_dir
@@ -49,10 +52,46 @@ def fuse(method, a_dir, b_dir, out_dir, task, device, weights_path, batch_size, 
     ensure_dir(out_dir)  # an unwritable --out fails now, before any fusing
     jobs = jobs_for([(s, *pairing.files[s]) for s in pairing.stems], Path(out_dir))
     is_done = (lambda j: False) if overwrite else None
-    report = fuse_pairs(fuser, jobs, batch_size=batch_size, max_pixels=max_pixels, is_done=is_done, label=info.name)
+    mine = D.shard(jobs, [_pixels(j.a) for j in jobs]) if ctx.distributed else jobs  # this rank's share
+    report = fuse_pairs(fuser, mine, batch_size=batch_size, max_pixels=max_pixels, is_done=is_done,
+                        progress=ctx.is_main, label=info.name)
+    if ctx.distributed:  # rank 0 reports for all
+        reports = D.gather_objects(report)
+        if not ctx.is_main:
+            return
+        report = _merge(reports)
+        click.echo(f"{ctx.world_size} processes fused " + ", ".join(
+            f"{len(r.done)} (rank {i})" for i, r in enumerate(reports)) + " pairs", err=True)
     click.echo(summarise(report), err=True)
     if not report.ok:
         raise DataError(f"{len(report.failed)} of {len(jobs)} pair(s) failed (listed above); the others are in {out_dir}")
+
+
+def _pixels(path) -> int:
+    """Pixels of an image (from its header), the weight of a pair when pairs are divided among processes."""
+    from ..errors import DataError
+    from ..fusing import image_header
+
+    try:
+        h, w, _ = image_header(path)
+        return h * w
+    except DataError:
+        return 0  # (reported by whichever rank takes it)
+
+
+def _merge(reports):
+    """One report from every rank's."""
+    from ..fusing import FuseReport
+
+    out = FuseReport()
+    for r in reports:
+        out.done += r.done
+        out.skipped += r.skipped
+        out.failed.update(r.failed)
+        out.missing += r.missing
+        for k, v in r.notes.items():
+            out.notes.setdefault(k, []).extend(v)
+    return out
 
 
 def parse_options(options) -> dict:
