@@ -92,7 +92,8 @@ def test_fuse_two_processes_equals_one(tmp_path):
     from fusionbench.paths import PACKAGE_DIR
 
     sample = PACKAGE_DIR / "sample"
-    args = ("fuse", "--method", "lp", "--ir", sample / "ir", "--vi", sample / "vi", "--device", "cpu")
+    # (torchrun's own parser takes -m and abbreviations such as --vi (--virtual-local-rank): long, distinct names)
+    args = ("fuse", "--method", "lp", "--a", sample / "ir", "--b", sample / "vi", "--device", "cpu")
     one = _single(*args, "--out", tmp_path / "one")
     assert one.returncode == 0, one.stderr
     two = _torchrun(2, *args, "--out", tmp_path / "two")
