@@ -173,3 +173,45 @@ def test_train_refuses_a_batch_that_does_not_split(tmp_path):
     assert r.returncode != 0
     assert "Error: train.batch_size = 3 cannot be split over 2 processes" in r.stderr
     assert "fusionbench/" not in r.stderr.split("Error:")[0]  # (torchrun reports the failed workers; no traceback of ours)
+
+
+@needs_cli
+def test_train_killed_under_torchrun_resumes_to_the_same_result(tmp_path):
+    """SIGKILL to the whole torchrun process group mid-run; --resume with 2 processes ends where one
+    uninterrupted process ends."""
+    import signal
+    import time
+
+    data, cfg = _pairs(tmp_path / "data"), _cfg(tmp_path / "cfg.yaml", epochs=4)
+    common = ("train", "refusion", "--data", data, "--config", cfg, "--device", "cpu", "--quiet")
+    one = _single(*common, "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr
+    run = tmp_path / "two"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "--no-python", EXE,
+           *map(str, common), "--out", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=_env(),
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                if torch.load(run / "checkpoint.pt", weights_only=False)["step"] >= 2:
+                    break
+            except (OSError, RuntimeError, EOFError, KeyError):
+                pass
+            time.sleep(0.05)
+        killed = proc.poll() is None
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert killed, "the run ended before it could be killed"
+    step_at_kill = torch.load(run / "checkpoint.pt", weights_only=False)["step"]
+    assert 2 <= step_at_kill < 8
+    rest = _torchrun(2, "train", "refusion", "--out", run, "--resume", "--device", "cpu", "--quiet")
+    assert rest.returncode == 0, rest.stderr
+    (ca, a), (cb, b) = _state(tmp_path / "one"), _state(run)
+    assert ca["step"] == cb["step"] == 8
+    for k in a:
+        assert (a[k] - b[k]).abs().max() <= 1e-5, k
