@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fusionbench.registry import MethodInfo, Paper, WeightFile
+from fusionbench.registry import TASKS, MethodInfo, Paper, WeightFile
 
 PAPER = Paper(
     "ReFusion: Learning Image Fusion from Reconstruction with Learnable Loss via Meta-Learning",
@@ -58,7 +58,7 @@ OFFICIAL = MethodInfo(
     display="ReFusion",
     paper=PAPER,
     kind="meta",
-    tasks=("ivif", "mif", "mfif", "meif"),
+    tasks=TASKS,  # all of them: the official code has an IVIF, MIF, MFIF and MEIF checkpoint
     inputs=INPUTS,
     colour=COLOUR,
     weights=tuple(

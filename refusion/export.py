@@ -18,6 +18,8 @@ from pathlib import Path
 import click
 import torch
 
+from fusionbench.cli.options import device_option
+
 from fusionbench.errors import FusionBenchError, UsageError
 from fusionbench.io import atomic_path, write_text_atomic
 from fusionbench.weights import sha256sum
@@ -85,7 +87,7 @@ def export(run_dir: str | Path, dest: str | Path, checkpoint: str | Path | None 
               help="A checkpoint of the run other than RUN_DIR/checkpoint.pt (e.g. epochs/epoch_010.pt).")
 @click.option("--validate/--no-validate", default=None,
               help="Recompute the validation scores of the exported weights (default: when the metrics exist).")
-@click.option("--device", default="cpu", show_default=True)
+@device_option("cpu")
 def main(run_dir, dest, checkpoint, validate, device):
     """Export F's weights of a ReFusion training run to DEST.pt and DEST.json."""
     try:

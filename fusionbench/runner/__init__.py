@@ -1,4 +1,5 @@
-"""Run folders: the eval runner (:mod:`.evaluate`), reading a run (:mod:`.rundir`), tables in every
+"""Run folders: planning a run (:mod:`.plan`: which method runs on which dataset), the eval runner
+(:mod:`.evaluate`), reading a run (:mod:`.rundir`), tables in every
 registered format (:mod:`.tables`; :mod:`.report` re-exports both for older imports), figures
 (:mod:`.figures`) and the score regression check (:mod:`.check`).
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {
+    "build_plan": ".plan",
     "load_run": ".rundir",
     "render_table": ".tables", "write_tables": ".tables", "register_format": ".tables", "TableFormat": ".tables",
     "write_figures": ".figures", "qualitative_grid": ".figures", "distributions": ".figures", "rank_heatmap": ".figures",
