@@ -13,9 +13,10 @@ tensor([0.])
 >>> FB.ssim(x, x, x, data_range=1.0).item()
 2.0
 
-The kernels these call, on float 0..255 tensors without any checks, are in
-:mod:`fusionbench.metrics.functional` (for implementers; they do not know the presets' colour and
-rounding conventions).
+The kernels these call, on float 0..255 (N, C, H, W) tensors, are in
+:mod:`fusionbench.metrics.functional` and :mod:`fusionbench.metrics.functional_vifb` (for implementers:
+they check shapes only and do not know the presets' colour and rounding conventions, which the presets
+of :mod:`fusionbench.metrics.presets` apply).
 """
 from __future__ import annotations
 
