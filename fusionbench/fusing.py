@@ -110,12 +110,15 @@ def fuse_pairs(
     on_written: Callable[[PairJob], None] | None = None,
     progress: bool = True,
     label: str = "fusing",
+    share: Callable[[list[list[PairJob]]], list[list[PairJob]]] | None = None,
 ) -> FuseReport:
     """Fuse every job whose output is not done yet; returns what happened to each stem.
 
     ``is_done(job)`` decides whether an existing output can be kept (default: the file exists).
     Images with more than ``max_pixels`` pixels are fused tile by tile when the method allows it
-    (``fuser.tile_halo`` is not None).
+    (``fuser.tile_halo`` is not None). ``share`` picks this process's batches from the plan (under torchrun:
+    :func:`share_across_ranks`): whole batches of the single-process plan, so every output is computed
+    exactly as one process computes it.
     """
     import torch
     from tqdm import tqdm
@@ -128,6 +131,8 @@ def fuse_pairs(
     for j in todo:  # half-written files of a killed earlier run
         remove_stale_temps(j.out)
     batches = plan_batches(todo, batch_size, report)
+    if share is not None:
+        batches = share(batches)
     device = getattr(fuser, "device", None) or torch.device("cpu")
     bar = tqdm(total=sum(len(b) for b in batches), desc=label, unit="pair", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     try:
@@ -173,6 +178,26 @@ def fuse_pairs(
     finally:
         bar.close()
     return report
+
+
+def share_across_ranks(batches: list[list[PairJob]]) -> list[list[PairJob]]:
+    """This rank's batches under torchrun: the single-process batch plan divided among the ranks, balanced by
+    pixels (:func:`fusionbench.distributed.shard`). Waits first until every rank has made its plan, so no rank
+    sees another's fresh outputs as already done. Unchanged in one process."""
+    from . import distributed as D
+
+    if not D.context().distributed:
+        return batches
+
+    def pixels(batch) -> int:
+        try:
+            h, w, _ = image_header(batch[0].a)
+            return h * w * len(batch)
+        except DataError:
+            return len(batch)
+
+    D.barrier()
+    return D.shard(batches, [pixels(b) for b in batches])
 
 
 def _one_line(e: Exception, job: PairJob) -> str:

@@ -29,7 +29,7 @@ def fuse(method, a_dir, b_dir, out_dir, task, device, weights_path, batch_size, 
 
     from ..device import pick_device
     from ..errors import DataError, UsageError
-    from ..fusing import fuse_pairs, jobs_for, summarise
+    from ..fusing import fuse_pairs, jobs_for, share_across_ranks, summarise
     from ..io import pair_folders
     from ..registry import get_method
     from ..weights import resolve
@@ -52,9 +52,8 @@ def fuse(method, a_dir, b_dir, out_dir, task, device, weights_path, batch_size, 
     ensure_dir(out_dir)  # an unwritable --out fails now, before any fusing
     jobs = jobs_for([(s, *pairing.files[s]) for s in pairing.stems], Path(out_dir))
     is_done = (lambda j: False) if overwrite else None
-    mine = D.shard(jobs, [_pixels(j.a) for j in jobs]) if ctx.distributed else jobs  # this rank's share
-    report = fuse_pairs(fuser, mine, batch_size=batch_size, max_pixels=max_pixels, is_done=is_done,
-                        progress=ctx.is_main, label=info.name)
+    report = fuse_pairs(fuser, jobs, batch_size=batch_size, max_pixels=max_pixels, is_done=is_done,
+                        progress=ctx.is_main, label=info.name, share=share_across_ranks)  # (torchrun: this rank's)
     if ctx.distributed:  # rank 0 reports for all
         reports = D.gather_objects(report)
         if not ctx.is_main:
@@ -67,26 +66,13 @@ def fuse(method, a_dir, b_dir, out_dir, task, device, weights_path, batch_size, 
         raise DataError(f"{len(report.failed)} of {len(jobs)} pair(s) failed (listed above); the others are in {out_dir}")
 
 
-def _pixels(path) -> int:
-    """Pixels of an image (from its header), the weight of a pair when pairs are divided among processes."""
-    from ..errors import DataError
-    from ..fusing import image_header
-
-    try:
-        h, w, _ = image_header(path)
-        return h * w
-    except DataError:
-        return 0  # (reported by whichever rank takes it)
-
-
 def _merge(reports):
     """One report from every rank's."""
     from ..fusing import FuseReport
 
-    out = FuseReport()
+    out = FuseReport(skipped=list(reports[0].skipped))  # (every rank planned from the same outputs)
     for r in reports:
         out.done += r.done
-        out.skipped += r.skipped
         out.failed.update(r.failed)
         out.missing += r.missing
         for k, v in r.notes.items():

@@ -100,10 +100,10 @@ def _git_commit() -> str | None:
 
 
 def fuse_method(run: MethodRun, dataset, out_dir: Path, hashes: _FileHashes, task: str, batch_size: int, progress: bool,
-                stems=None) -> FuseReport:
+                share=None) -> FuseReport:
     """Fuse (or collect) ``run``'s outputs for ``dataset`` into ``out_dir`` with a hash-keyed cache.
 
-    ``stems``: only these pairs (this rank's share under torchrun); default all."""
+    ``share``: picks this process's batches under torchrun (:func:`fusionbench.fusing.share_across_ranks`)."""
     ensure_dir(out_dir)
     # one small record per finished output, written atomically right after the output itself: a kill -9
     # loses at most the batch in flight (cache.json of older runs is still read)
@@ -116,7 +116,7 @@ def fuse_method(run: MethodRun, dataset, out_dir: Path, hashes: _FileHashes, tas
         extra = hashes(src) if src else ""
         return hashlib.sha256(f"{base}|{hashes(pair.a)}|{hashes(pair.b)}|{extra}".encode()).hexdigest()
 
-    pairs = [p for p in dataset.pairs if stems is None or p.stem in stems]
+    pairs = dataset.pairs
     jobs, keys = [], {}
     for pair in pairs:
         keys[pair.stem] = key_for(pair)
@@ -126,8 +126,8 @@ def fuse_method(run: MethodRun, dataset, out_dir: Path, hashes: _FileHashes, tas
         ent = _read_json(entries / f"{job.stem}.json", None) or cache.get(job.stem)
         return bool(ent and ent.get("key") == keys[job.stem] and job.out.is_file() and hashes(job.out) == ent.get("out"))
 
-    for pair in pairs:  # cache records half-written by a killed earlier run (of this rank's pairs only)
-        remove_stale_temps(entries / f"{pair.stem}.json")
+    for pair in pairs:  # cache records half-written by a killed earlier run (under torchrun: before any rank
+        remove_stale_temps(entries / f"{pair.stem}.json")  # writes, see share_across_ranks)
 
     def remember(job: PairJob) -> None:
         hashes._memo.pop(job.out, None)
@@ -149,7 +149,7 @@ def fuse_method(run: MethodRun, dataset, out_dir: Path, hashes: _FileHashes, tas
     else:
         fuser = run.fuser_factory(task)
         report = fuse_pairs(fuser, jobs, batch_size=batch_size, is_done=is_done, on_written=remember,
-                            progress=progress, label=f"{dataset.name}/{run.name}")
+                            progress=progress, label=f"{dataset.name}/{run.name}", share=share)
     return report
 
 
@@ -369,28 +369,20 @@ def run_eval(plan, requests, run_dir: Path, preset: str, device, dtype, batch_si
 
 
 def _fuse_share(plan, run_dir: Path, hashes: _FileHashes, batch_size: int, progress: bool) -> dict[str, int]:
-    """Under torchrun: fuse this rank's share of every dataset's pairs (:func:`fusionbench.distributed.shard`,
-    balanced by pixel count) for every runnable method. Failures are not reported here: rank 0's pass over
-    everything afterwards retries what is missing and reports it. Returns ``{"dataset/method": pairs fused}``."""
-    from .. import distributed as D
-    from ..fusing import image_header
-
-    def pixels(pair) -> int:
-        try:
-            h, w, _ = image_header(Path(pair.a))
-            return h * w
-        except FusionBenchError:
-            return 0
+    """Under torchrun: fuse this rank's share of every dataset's batches (whole batches of the single-process
+    plan, balanced by pixels: :func:`fusionbench.fusing.share_across_ranks`) for every runnable method.
+    Failures are not reported here: rank 0's pass over everything afterwards retries what is missing and
+    reports it. Returns ``{"dataset/method": pairs fused}``."""
+    from ..fusing import share_across_ranks
 
     fused: dict[str, int] = {}
     for ds, runs in plan:
-        mine = set(D.shard([p.stem for p in ds.pairs], [pixels(p) for p in ds.pairs]))
         for m in runs:
             if m.results_dir is not None:  # published outputs: rank 0 copies them (no computation)
                 continue
             try:
                 rep = fuse_method(m, ds, run_dir / "fused" / _safe(ds.name) / _safe(m.name), hashes, ds.task,
-                                  batch_size, progress, stems=mine)
+                                  batch_size, progress, share=share_across_ranks)
             except Exception:  # noqa: BLE001 - reported by rank 0's pass, which tries again
                 continue
             fused[f"{ds.name}/{m.name}"] = len(rep.done)
