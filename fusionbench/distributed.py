@@ -123,17 +123,36 @@ def init(device="cpu", timeout_s: float = 1800.0) -> DistContext:
         kwargs = {"device_id": dev} if backend == "nccl" else {}
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s), **kwargs)
     _CTX = DistContext(dist.get_rank(), dist.get_world_size(), env.local_rank, backend)
+    import atexit
+
+    atexit.register(_leave)  # a process must leave the group before it exits (gloo aborts otherwise)
     return _CTX
 
 
+def _leave() -> None:
+    """At exit: wait for the other ranks (a rank whose share is done must not tear the group down under rank 0,
+    which is still reporting), then leave the group."""
+    import torch.distributed as dist
+
+    try:
+        if dist.is_initialized():
+            dist.barrier()
+    except Exception:  # noqa: BLE001 - another rank failed: torchrun ends the job anyway
+        pass
+    shutdown()
+
+
 def shutdown() -> None:
-    """Leave the process group (end of a command)."""
+    """Leave the process group (registered to run at exit by :func:`init`)."""
     global _CTX
     if _CTX is not None and _CTX.distributed:
         import torch.distributed as dist
 
         if dist.is_initialized():
-            dist.destroy_process_group()
+            try:
+                dist.destroy_process_group()
+            except Exception:  # noqa: BLE001 - leaving at exit: nothing else to do
+                pass
     _CTX = None
 
 
