@@ -23,10 +23,10 @@ import torch
 from fusionbench.errors import WeightsError
 from fusionbench.io import read_image, write_image
 from fusionbench.paths import data_dir, shared_dir
-from fusionbench.registry import get_method
-from fusionbench.weights import resolve
 from fusionbench.refusion.nets import FusionNet
 from fusionbench.refusion.official import ReFusionFuser
+from fusionbench.registry import get_method
+from fusionbench.weights import resolve
 
 OFFICIAL_MS = 10_372.0  # official test.py loop body, 2 threads, same CPU
 

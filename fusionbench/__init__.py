@@ -13,7 +13,8 @@ Image tensors: (H, W), (C, H, W) or (N, C, H, W), C = 1 or 3; uint8 = 0..255; fl
 ``data_range`` (see :mod:`fusionbench.contract`). Import cost is kept low: torch-heavy submodules are
 imported on use.
 """
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 try:
     __version__ = _version("fusionbench-toolkit")

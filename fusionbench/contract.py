@@ -23,8 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .errors import (DataRangeError, DTypeError, ImageTooSmallError, ShapeError, SizeMismatchError,
-                     ValueRangeError)
+from .errors import DataRangeError, DTypeError, ImageTooSmallError, ShapeError, SizeMismatchError, ValueRangeError
 
 __all__ = ["as_images", "check_triple", "check_min_size"]
 

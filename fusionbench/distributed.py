@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import datetime
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 __all__ = ["DistContext", "context", "init", "shutdown", "shard", "barrier", "gather_objects", "all_mean", "any_true",
            "rank_device", "average_gradients", "mean_across_ranks"]
@@ -75,7 +76,7 @@ def context() -> DistContext:
     return DistContext(_env_int("RANK", 0), _env_int("WORLD_SIZE", 1), _env_int("LOCAL_RANK", 0), "")
 
 
-def rank_device(device) -> "object":
+def rank_device(device) -> object:
     """The device this rank should use for ``device`` ("auto", "cpu", "cuda", "cuda:N" or a torch.device):
     under torchrun with CUDA, ``cuda`` / ``auto`` become ``cuda:<LOCAL_RANK>`` (one GPU per process); an
     explicit ``cuda:N`` is kept."""

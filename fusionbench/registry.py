@@ -13,8 +13,9 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Protocol
+from typing import Any, Protocol
 
 from .data.datasets import TASKS  # the canonical task list (re-exported: methods import it from here)
 from .errors import FusionBenchError, did_you_mean
@@ -92,7 +93,7 @@ class MethodInfo:
         task = task or self.tasks[0]
         return tuple(w for w in self.weights if not w.task or w.task == task)
 
-    def build(self, weights: dict | None = None, device=None, task: str | None = None, **options) -> "Fuser":
+    def build(self, weights: dict | None = None, device=None, task: str | None = None, **options) -> Fuser:
         if self.factory is None:
             raise FusionBenchError(
                 f"{self.display} cannot run inside fusionbench; it is results-folder only. {self.results_howto}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from importlib import resources
 from pathlib import Path
 
 import yaml

@@ -209,8 +209,8 @@ def _pad_to(img: Tensor, size: int) -> Tensor:
     if ph == 0 and pw == 0:
         return img
     x = img.unsqueeze(0).float()
-    t, l = ph // 2, pw // 2
-    pads = (l, pw - l, t, ph - t)
+    top, left = ph // 2, pw // 2
+    pads = (left, pw - left, top, ph - top)
     mode = "reflect" if max(pads[0], pads[1]) < w and max(pads[2], pads[3]) < h else "replicate"
     return Fn.pad(x, pads, mode=mode)[0].to(img.dtype)
 

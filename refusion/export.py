@@ -19,7 +19,6 @@ import click
 import torch
 
 from fusionbench.cli.options import device_option
-
 from fusionbench.errors import FusionBenchError, UsageError
 from fusionbench.io import atomic_path, write_text_atomic
 from fusionbench.weights import sha256sum
@@ -32,7 +31,8 @@ def export(run_dir: str | Path, dest: str | Path, checkpoint: str | Path | None 
     """Export F from ``RUN_DIR/checkpoint.pt`` (or ``checkpoint``) to ``dest`` + ``dest.json``;
     returns the sidecar dict."""
     from .losses import LossWeights, c_grad_at
-    from .train import _metric_fns, build_models, load_checkpoint, validate as run_val
+    from .train import _metric_fns, build_models, load_checkpoint
+    from .train import validate as run_val
 
     run_dir = Path(run_dir)
     ck_path = Path(checkpoint) if checkpoint else run_dir / "checkpoint.pt"

@@ -147,7 +147,7 @@ class MetaLearner:
     """
 
     def __init__(self, F: nn.Module, R: nn.Module, P: nn.Module, opt_f, opt_r, opt_p,
-                 options: MetaOptions = MetaOptions(), weights: LossWeights = LossWeights(),
+                 options: MetaOptions = MetaOptions(), weights: LossWeights | None = None,
                  distributed: bool = False):
         if options.inner_loss not in ("separate", "joint"):
             raise ValueError(f"meta.inner_loss must be 'separate' or 'joint', got {options.inner_loss!r}")
@@ -160,7 +160,7 @@ class MetaLearner:
         self.F, self.R, self.P = F, R, P
         self.opt_f, self.opt_r, self.opt_p = opt_f, opt_r, opt_p
         self.opt = options
-        self.w = weights
+        self.w = weights if weights is not None else LossWeights()
         # the warm-up's own optimiser (only with a prior); its state is checkpointed by the trainer
         self.opt_prior = torch.optim.Adam(P.parameters(), lr=1e-3) if options.prior != "none" else None
         self.distributed = bool(distributed)

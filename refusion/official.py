@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from fusionbench.color import fuse_chroma, is_grey, luma, rgb_to_ycrcb, to_rgb, ycrcb_to_rgb
-from fusionbench.errors import DataError, SizeMismatchError, UsageError, WeightsError
+from fusionbench.errors import DataError, SizeMismatchError, UsageError
 from fusionbench.registry import MethodInfo
 from fusionbench.weights import load_into, load_state_dict, resolve
 

@@ -18,7 +18,6 @@ the config, so ``--resume`` continues bit-for-bit on the same device and thread 
 from __future__ import annotations
 
 import csv
-import os
 import random
 import signal
 import sys
@@ -36,8 +35,8 @@ from fusionbench.io import atomic_path, ensure_dir, remove_stale_temps, write_te
 
 from . import config as C
 from .data import CropSampler, Dataset, build_dataset
-from .losses import LossWeights, c_grad_at, fusion_loss, recon_loss
 from .diagnostics import STAT_FIELDS, CollapseGuard, ProposalCollapsed, content_stats, plot_proposals, proposal_stats
+from .losses import LossWeights, c_grad_at, fusion_loss, recon_loss
 from .memory import check_memory
 from .meta import MetaLearner, MetaOptions, NormalizedSGD
 from .nets import FusionNet, ProposalNet, ReconNet

@@ -10,8 +10,18 @@ import torch
 
 import fusionbench
 from fusionbench import functional as FB
-from fusionbench.errors import (DataRangeError, DTypeError, ImageTooSmallError, InputError, MetricUndefinedError,
-                                ShapeError, SizeMismatchError, UnknownNameError, ValueRangeError, WeightsError)
+from fusionbench.errors import (
+    DataRangeError,
+    DTypeError,
+    ImageTooSmallError,
+    InputError,
+    MetricUndefinedError,
+    ShapeError,
+    SizeMismatchError,
+    UnknownNameError,
+    ValueRangeError,
+    WeightsError,
+)
 from fusionbench.metrics import score_batch
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -33,7 +33,9 @@ def _smooth_pair(n=2, h=48, w=64, seed=0):
     base = 0.5 + 0.3 * torch.sin(6 * xx) * torch.cos(4 * yy)
     a = base + 0.15 * (xx > 0.5).float() + 0.03 * torch.randn((n, 1, h, w), generator=g)
     b = 1.0 - base + 0.2 * ((xx - 0.3) ** 2 + (yy - 0.4) ** 2 < 0.03).float() + 0.03 * torch.randn((n, 1, h, w), generator=g)
-    to8 = lambda x: (x.clamp(0, 1) * 255).round().to(torch.uint8)
+    def to8(x):
+        return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
     return to8(a), to8(b)
 
 

@@ -119,8 +119,9 @@ def test_failure_on_one_image_reported_rest_scored(tmp_path):
     data = make_data(tmp_path / "d")
     write_image(data / "ir" / "s2.png", np.full((24, 28), 7, np.uint8))
     out = tmp_path / "run"
-    from fusionbench import registry
     import dataclasses
+
+    from fusionbench import registry
 
     info = registry.get_method("fake-mean")
     registry._REGISTRY["fake-mean"] = dataclasses.replace(info, options={"fail_on_value": 7})

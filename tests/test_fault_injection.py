@@ -19,10 +19,9 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from test_refusion_train import TINY, TINY_R, _write_pairs
 
 from fusionbench.io import write_image
-
-from test_refusion_train import TINY, TINY_R, _write_pairs
 
 FAST_SEEDS = [0]
 SLOW_SEEDS = [1, 2, 3, 4]

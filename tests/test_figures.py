@@ -12,7 +12,7 @@ from PIL import Image
 
 from fusionbench.cli.main import cli
 from fusionbench.io import write_image
-from fusionbench.runner.figures import (auto_zoom_region, qualitative_grid, rank_matrix, write_figures)
+from fusionbench.runner.figures import auto_zoom_region, qualitative_grid, rank_matrix, write_figures
 from fusionbench.runner.report import load_run
 
 METHODS = ("DenseFuse", "IFCNN", "ReFusion (ours)")

@@ -34,7 +34,7 @@ def _single_threaded_ops():
     torch.set_num_threads(n)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _reference(dataset: str):
     import pandas as pd
 

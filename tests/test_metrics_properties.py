@@ -16,9 +16,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fusionbench.errors import UnknownNameError, UsageError
-from fusionbench.metrics import (DEFAULT_PRESET, PRESETS, get_metric, get_preset, list_metrics, parse_metrics,
-                                 score_batch)
+from fusionbench.metrics import (
+    DEFAULT_PRESET,
+    PRESETS,
+    get_metric,
+    get_preset,
+    list_metrics,
+    parse_metrics,
+    score_batch,
+)
 from fusionbench.metrics import functional as FM
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _single_threaded_ops():

@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_refusion_train import TINY, TINY_R, _write_pairs
 
 from fusionbench.cli.main import cli
 from fusionbench.io import atomic_path, write_image, write_text_atomic
-
-from test_refusion_train import TINY, TINY_R, _write_pairs
 
 
 def _unwritable(tmp_path: Path) -> Path:

@@ -9,14 +9,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from port_pairs import ALL
 from torch import nn
 
 from fusionbench.baselines.ports import murf
 from fusionbench.errors import UsageError, WeightsError
 from fusionbench.io import read_image
 from fusionbench.tf_checkpoint import list_variables, read_checkpoint
-
-from port_pairs import ALL
 
 FAST = ("RoadScene_FLIR_04269",)
 INDEX, DATA = "RGB-IR/0000.ckpt.index", "RGB-IR/0000.ckpt.data-00000-of-00001"

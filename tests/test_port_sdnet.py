@@ -9,14 +9,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from port_pairs import ALL
 
 from fusionbench.cli.main import cli
 from fusionbench.errors import UsageError, WeightsError
 from fusionbench.io import read_image
 from fusionbench.registry import get_method
 from fusionbench.weights import resolve, sha256sum
-
-from port_pairs import ALL
 
 FAST = ("RoadScene_FLIR_04269", "TNO_06")
 

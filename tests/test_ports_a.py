@@ -19,7 +19,6 @@ MODULES = {"ifcnn": ifcnn, "densefuse": densefuse, "didfuse": didfuse, "seafusio
 SMALL = ("RoadScene_FLIR_04269", "RoadScene_FLIR_04424")  # the two smallest reference pairs
 from port_pairs import ALL  # noqa: E402  (the 12 IVIF reference pairs)
 
-
 _FUSERS: dict = {}
 
 

@@ -25,7 +25,6 @@ VARIANTS = {
 SMALL = ("RoadScene_FLIR_04269",)  # the smallest reference pair (265 x 546)
 from port_pairs import ALL  # noqa: E402  (the 12 IVIF reference pairs)
 
-
 _FUSERS: dict = {}
 
 

@@ -7,7 +7,6 @@ import torch.nn.functional as Fn
 from torch.func import functional_call
 
 from fusionbench.errors import WeightsError
-from fusionbench.weights import load_into
 from fusionbench.refusion.nets import (
     ChannelLayerNorm,
     FusionNet,
@@ -17,6 +16,7 @@ from fusionbench.refusion.nets import (
     remap_official,
     sobel_magnitude,
 )
+from fusionbench.weights import load_into
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -16,11 +16,11 @@ from torch import nn
 from fusionbench.errors import DataError, SizeMismatchError, UsageError, WeightsError
 from fusionbench.io import read_image
 from fusionbench.paths import shared_dir
-from fusionbench.registry import get_method
-from fusionbench.weights import resolve, sha256sum
 from fusionbench.refusion import official
 from fusionbench.refusion.nets import FusionNet
 from fusionbench.refusion.official import ReFusionFuser, imageio_to_uint8, load_official, run_protocol
+from fusionbench.registry import get_method
+from fusionbench.weights import resolve, sha256sum
 
 TASKS = ("ivif", "mif", "mfif", "meif")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from test_refusion_train import TINY, TINY_R, _one_thread, _run, _write_pairs  # noqa: F401 (autouse fixture)
 
 from fusionbench.refusion import config as C
 from fusionbench.refusion.data import effective_val_count
@@ -17,8 +18,6 @@ from fusionbench.refusion.diagnostics import CollapseGuard, content_stats, propo
 from fusionbench.refusion.memory import GB, estimate_peak
 from fusionbench.refusion.meta import MetaLearner, MetaOptions, NormalizedSGD
 from fusionbench.refusion.nets import FusionNet, ProposalNet, ReconNet
-
-from test_refusion_train import TINY, TINY_R, _one_thread, _run, _write_pairs  # noqa: F401 (autouse fixture)
 
 
 def _x(n=2, size=12, seed=0):

@@ -11,8 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from fusionbench.cli.main import cli
-from fusionbench.runner.report import (column_decimals, latex_escape, load_run, rank_marks, render_table,
-                                       write_tables)
+from fusionbench.runner.report import column_decimals, latex_escape, load_run, rank_marks, render_table, write_tables
 
 # EN: higher is better, MSE: lower is better (metric registry); SSIM@vifb checks the preset suffix.
 MEANS = {

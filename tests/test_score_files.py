@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from fusionbench.io import write_image
-from fusionbench.metrics import parse_metrics
-from fusionbench.metrics import scoring
+from fusionbench.metrics import parse_metrics, scoring
 
 
 @pytest.fixture
@@ -87,9 +86,9 @@ def test_the_library_leaves_the_allocator_alone(tmp_path):
     import sys
 
     code = ("import numpy as np, torch; from fusionbench.io import write_image; "
-            "from fusionbench.metrics import scoring as S; import pathlib; d = pathlib.Path(%r); "
+            f"from fusionbench.metrics import scoring as S; import pathlib; d = pathlib.Path({str(tmp_path)!r}); "
             "[write_image(d / f'{r}.png', np.full((32, 32, 1), 9, np.uint8)) for r in 'fab']; "
             "list(S.score_files([('x', d / 'f.png', d / 'a.png', d / 'b.png')], 'EN', progress=False)); "
-            "print(S._ALLOCATOR_TUNED)") % str(tmp_path)
+            "print(S._ALLOCATOR_TUNED)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.stdout.strip() == "False", out.stdout + out.stderr

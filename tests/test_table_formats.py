@@ -10,8 +10,14 @@ from click.testing import CliRunner
 from fusionbench.cli.main import cli
 from fusionbench.runner import report, tables
 from fusionbench.runner.rundir import build_blocks, load_run
-from fusionbench.runner.tables import (TableFormat, get_format, register_format, render_table, unregister_format,
-                                       write_tables)
+from fusionbench.runner.tables import (
+    TableFormat,
+    get_format,
+    register_format,
+    render_table,
+    unregister_format,
+    write_tables,
+)
 
 # method: (EN higher is better, MSE lower is better, Custom: direction unknown)
 MEANS = {"DenseFuse": (7.0, 0.10, 1.0), "IFCNN": (6.5, 0.30, 2.0), "A&B<net>": (6.9, 0.20, 3.0)}

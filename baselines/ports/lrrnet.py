@@ -40,11 +40,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .tardal import cv2_grey_read
 from fusionbench.errors import UsageError
 from fusionbench.registry import MethodInfo, Paper, WeightFile
 
 from ._common import check_pair, load_checkpoint, minmax, truncate_u8, weight_path
+from .tardal import cv2_grey_read
 
 REPO = "hli1221/imagefusion-LRRNet"
 COMMIT = "e489fc325ea6acb9b7327b1de2c0cc4a09172ba4"

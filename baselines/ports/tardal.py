@@ -100,7 +100,7 @@ class TarDALGenerator(nn.Module):
             nn.Sequential(nn.Conv2d(wide // 4, 1, 3, padding=1), nn.Tanh()),
         )
 
-    def set_bn(self, per_image: bool) -> "TarDALGenerator":
+    def set_bn(self, per_image: bool) -> TarDALGenerator:
         for m in self.modules():
             if isinstance(m, ImageBatchNorm2d):
                 m.per_image = per_image
@@ -182,7 +182,7 @@ class TarDALFuser:
             return cv2_ycrcb_to_rgb_u8(torch.cat([y, ycc[:, 1:]], 1))
 
 
-def _checkpoint_path(info: MethodInfo, weights: dict, name: str) -> "Path":  # noqa: F821
+def _checkpoint_path(info: MethodInfo, weights: dict, name: str) -> Path:  # noqa: F821
     """The path of checkpoint file ``name``: given, beside a given file, or where resolve() looks."""
     from fusionbench.weights import candidates
 

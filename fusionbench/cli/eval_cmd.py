@@ -37,14 +37,13 @@ def eval_(pattern, data, metrics, preset, results, out, device, dtype, batch_siz
     content), so a rerun only does what changed. Methods that cannot run here are listed as skipped
     with the reason. Exit code 1 when any image failed (summary at the end).
     """
+    from .. import distributed as D
     from ..data import open_dataset
     from ..device import pick_device, pick_dtype
     from ..errors import DataError
     from ..metrics import parse_metrics
     from ..runner.evaluate import parse_results_args, run_eval
     from ..runner.plan import build_plan, split_skips
-
-    from .. import distributed as D
 
     dev, dt = D.rank_device(pick_device(device)), pick_dtype(dtype)  # under torchrun: one GPU per process
     ctx = D.init(dev)  # (no-op without torchrun)

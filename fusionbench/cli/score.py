@@ -118,7 +118,7 @@ def score(ir, vi, fused, metrics, preset, device, dtype, batch_size, out, as_jso
         if values:
             _print_means(requests, values)
     if failed:
-        for stem, err in failed.items():
+        for err in failed.values():
             click.echo(f"failed: {err}", err=True)
         raise DataError(f"{len(failed)} of {len(pairing.stems)} image(s) could not be scored; "
                         f"the other {len(values)} were written{' to ' + out if out else ''}")

@@ -30,9 +30,9 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from ..errors import DataError, ImageReadError, UsageError, did_you_mean
 from ..io import IMAGE_EXTS, list_images, pair_folders
@@ -87,7 +87,7 @@ class PairedDataset:
     def stems(self) -> list[str]:
         return [p.stem for p in self.pairs]
 
-    def subset(self, stems: Iterable[str], name: str | None = None) -> "PairedDataset":
+    def subset(self, stems: Iterable[str], name: str | None = None) -> PairedDataset:
         """The pairs with the given stems, in the given order (duplicates dropped).
 
         Raises :class:`DataError` naming the stems that are not in the dataset.
@@ -181,7 +181,7 @@ def detect_layout(root: Path) -> tuple[_Layout, Path, Path] | None:
     subs = _subdirs(root)
     medical_hits = [lay for lay in _LAYOUTS if lay.name == "medical" and _find(subs, lay.a_names) and _find(subs, lay.b_names)]
     if len(medical_hits) > 1:
-        raise DataError(f"{root}: several medical modalities beside MRI ({', '.join(l.a_label.upper() for l in medical_hits)}); "
+        raise DataError(f"{root}: several medical modalities beside MRI ({', '.join(hit.a_label.upper() for hit in medical_hits)}); "
                         "pass a=<folder> (e.g. a=CT) to choose one")
     for lay in _LAYOUTS:
         a, b = _find(subs, lay.a_names), _find(subs, lay.b_names)

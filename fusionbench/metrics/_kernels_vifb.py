@@ -13,9 +13,8 @@ import math
 import torch
 from torch import Tensor
 
-from .filters import block_sums, magnitude_, matlab_gradient, sobel_xy
+from .filters import block_sums, fspecial_gaussian_1d, magnitude_, matlab_gradient, sobel_xy
 from .filters import correlate_valid as corr1d_valid
-from .filters import fspecial_gaussian_1d
 from .filters import separable_same_zero as sep_filter_same_zero
 from .filters import separable_valid as sep_filter_valid
 

@@ -18,7 +18,7 @@ reference convolves with an antisymmetric kernel (Sobel) the caller says what th
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,7 @@ def gaussian_profile(size: int, sigma: float) -> Tensor:
     return torch.exp(-(x * x) / (2 * sigma * sigma))
 
 
-@lru_cache(maxsize=None)
+@cache
 def fspecial_gaussian_1d(size: int, sigma: float) -> tuple[float, ...]:
     """1-D factor g of MATLAB ``fspecial('gaussian', size, sigma)`` = outer(g, g), normalised, as Python floats.
 

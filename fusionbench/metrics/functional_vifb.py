@@ -28,8 +28,15 @@ from torch import Tensor
 
 from . import _kernels_vifb as K
 from .checks import check_sources
-from .filters import (block_sums, fspecial_gaussian_1d, gaussian_profile, magnitude_, matlab_gradient, separable_valid,
-                      sobel_xy)
+from .filters import (
+    block_sums,
+    fspecial_gaussian_1d,
+    gaussian_profile,
+    magnitude_,
+    matlab_gradient,
+    separable_valid,
+    sobel_xy,
+)
 
 __all__ = [
     "entropy",

@@ -18,8 +18,9 @@ This module imports no preset; :mod:`fusionbench.metrics.presets` keeps the regi
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from . import catalogue
 

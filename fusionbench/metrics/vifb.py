@@ -25,7 +25,7 @@ averaged (VIFB's colour convention), flagged as extensions.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -36,9 +36,21 @@ from . import functional_vifb as V
 from ._kernels_vifb import to_float
 from .catalogue import lookup
 from .checks import KernelSizeMismatchError, check_nchw
-from .functional_vifb import (average_gradient_vifb, cross_entropy_kl, edge_intensity, entropy,
-                              mutual_information_vifb, psnr_vifb, qabf, qcb, qcv, rmse_vifb, spatial_frequency_vifb,
-                              ssim_vifb, standard_deviation)
+from .functional_vifb import (
+    average_gradient_vifb,
+    cross_entropy_kl,
+    edge_intensity,
+    entropy,
+    mutual_information_vifb,
+    psnr_vifb,
+    qabf,
+    qcb,
+    qcv,
+    rmse_vifb,
+    spatial_frequency_vifb,
+    ssim_vifb,
+    standard_deviation,
+)
 from .spec import Preset
 
 __all__ = [

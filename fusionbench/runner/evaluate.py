@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
-from ..errors import DataError, FusionBenchError, UsageError
+from ..errors import FusionBenchError, UsageError
 from ..fusing import FuseReport, PairJob, fuse_pairs
 from ..io import atomic_path, ensure_dir, remove_stale_temps, write_text_atomic
 from ..weights import sha256sum

@@ -574,7 +574,7 @@ def rank_heatmap(run: Run, datasets=None, metrics=None, methods=None, width=7.0,
                             row_h * n_rows / height])
         sm = matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
         cb = fig.colorbar(sm, cax=cax)
-        cb.set_label("rank (1 = best)" + ("; *: ranks stretched to 1–%d per column" % n_methods if stretched else ""),
+        cb.set_label("rank (1 = best)" + (f"; *: ranks stretched to 1–{n_methods} per column" if stretched else ""),
                      fontsize=6)
         cb.ax.tick_params(labelsize=6, length=2)
         cb.ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))

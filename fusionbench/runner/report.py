@@ -13,12 +13,41 @@ The eval runner calls :func:`write_tables`; the ``fusionbench table`` command ca
 from __future__ import annotations
 
 from . import tables as _tables
-from .rundir import (DEFAULT_DIGITS, SCORE_COLUMNS, SUMMARY_COLUMNS, Block, Run, build_blocks, column_decimals,
-                     coverage, fmt_number, load_run, metric_direction, order_methods, rank_marks, read_long_csv,
-                     row_methods, safe_name, summarise)
-from .tables import (LAYOUTS, CSVFormat, LaTeXFormat, MarkdownFormat, TableFormat, extensions, format_names,
-                     get_format, latex_escape, markdown_escape, register_format, render_table, unregister_format,
-                     write_tables)
+from .rundir import (
+    DEFAULT_DIGITS,
+    SCORE_COLUMNS,
+    SUMMARY_COLUMNS,
+    Block,
+    Run,
+    build_blocks,
+    column_decimals,
+    coverage,
+    fmt_number,
+    load_run,
+    metric_direction,
+    order_methods,
+    rank_marks,
+    read_long_csv,
+    row_methods,
+    safe_name,
+    summarise,
+)
+from .tables import (
+    LAYOUTS,
+    CSVFormat,
+    LaTeXFormat,
+    MarkdownFormat,
+    TableFormat,
+    extensions,
+    format_names,
+    get_format,
+    latex_escape,
+    markdown_escape,
+    register_format,
+    render_table,
+    unregister_format,
+    write_tables,
+)
 
 FORMATS: tuple[str, ...]  # read from the format registry by __getattr__ below
 EXTENSIONS: dict[str, str]
