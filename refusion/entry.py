@@ -95,7 +95,7 @@ OURS = MethodInfo(
             licence="MIT (trained by fusionbench)",
             origin="fusionbench `fusionbench train refusion`",
             task="ivif",
-            bundled=f"refusion:weights/{OURS_FILE}",
+            bundled=f"fusionbench.refusion:weights/{OURS_FILE}",
         ),
     ),
     factory="fusionbench.refusion.ours:build",

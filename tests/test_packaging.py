@@ -42,3 +42,20 @@ def test_entry_points_point_into_the_namespace(wheel):
     ep = wheel.read(next(n for n in wheel.namelist() if n.endswith("entry_points.txt"))).decode()
     targets = [line.split("=", 1)[1].strip() for line in ep.splitlines() if "=" in line]
     assert targets and all(t.startswith("fusionbench.") for t in targets), targets
+
+
+def test_installed_command_finds_bundled_weights_outside_the_source_tree(tmp_path):
+    """From a folder that is not the checkout (so nothing resolves through the current directory), the command
+    sees the methods and the weights bundled in the package (refusion-ours runs without downloads)."""
+    import shutil
+
+    exe = shutil.which("fusionbench")
+    if exe is None:
+        pytest.skip("the fusionbench command is not on PATH")
+    r = subprocess.run([exe, "methods", "refusion-ours", "--json"], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    import json
+
+    (entry,) = json.loads(r.stdout)
+    assert entry["name"] == "refusion-ours" and entry["status"] == "runnable", entry

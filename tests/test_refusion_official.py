@@ -237,7 +237,7 @@ def test_entries():
         assert "no LICENSE" in wf.licence and wf.origin.endswith("@54b7334")
     o = get_method("refusion-ours")
     assert o.display == "ReFusion (ours)" and o.tasks == ("ivif",) and o.factory == "fusionbench.refusion.ours:build"
-    assert o.weights[0].bundled == "refusion:weights/refusion_ours_ivif.pt"
+    assert o.weights[0].bundled == "fusionbench.refusion:weights/refusion_ours_ivif.pt"
 
 
 def test_official_sha256_matches_manifest(shared):
